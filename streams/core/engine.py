@@ -1,0 +1,275 @@
+"""What every stage does around its handlers: the precedence of checks, dedup, the write set,
+result ranges and the hash chain. A stage only says how each event type books.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from streams.core.events import (
+    SPECS,
+    EventSpec,
+    check_envelope,
+    check_fields,
+    check_ranges,
+    event_payload,
+    payload_digest,
+)
+from streams.core.hashchain import GENESIS_HASH, canonical_batch, chain_hash
+from streams.core.model import (
+    Balance,
+    DedupEntry,
+    JournalBatch,
+    LedgerHalt,
+    Outcome,
+    Position,
+    PositionView,
+    Posting,
+    Reason,
+    Rejected,
+    Signal,
+)
+from streams.core.numbers import in_value_range
+from streams.core.store import Store, Txn
+
+DAY_US = 86_400 * 1_000_000
+DEFAULT_DEDUP_WINDOW_US = 7 * DAY_US
+
+# Record kinds under a stage key. Keys are tuples: (stage key, kind, ...ids).
+BALANCE = "b"  # (key, "b", account, asset) -> int
+DEDUP = "d"  # (key, "d", origin_key, event_id) -> DedupEntry
+MAX_TS = "ts"  # (key, "ts") -> highest accepted producer ts_us
+CHAIN = "~chain"  # (CHAIN, partition) -> (batch_seq, hash)
+
+
+class Booking:
+    """One event's work in progress: its transaction, postings, signals and emitted events."""
+
+    __slots__ = ("emitted", "event", "key", "positions", "postings", "signals", "touched", "txn")
+
+    def __init__(self, txn: Txn, key: str, event: dict) -> None:
+        self.txn = txn
+        self.key = key
+        self.event = event
+        self.postings: list[Posting] = []
+        self.touched: dict[tuple[str, str], None] = {}
+        self.signals: list[Signal] = []
+        self.emitted: list[dict] = []
+        self.positions: dict[tuple[str, str], Position] = {}
+
+    def balance(self, account: str, asset: str) -> int:
+        return self.txn.get((self.key, BALANCE, account, asset), 0)
+
+    def post(self, account: str, asset: str, amount_minor: int, kind: str) -> None:
+        record = (self.key, BALANCE, account, asset)
+        txn = self.txn
+        txn.writes[record] = txn.get(record, 0) + amount_minor
+        self.postings.append(Posting(account, asset, amount_minor, kind))
+        self.touched[(account, asset)] = None
+
+    def transfer(self, debit: str, credit: str, asset: str, amount_minor: int, kind: str) -> None:
+        """Debit one account and credit another; a negative amount is the reverse; zero posts nothing."""
+        if amount_minor == 0:
+            return
+        if amount_minor < 0:
+            debit, credit, amount_minor = credit, debit, -amount_minor
+        self.post(debit, asset, amount_minor, kind)
+        self.post(credit, asset, -amount_minor, kind)
+
+
+Handler = Callable[[Booking, dict], None]
+
+
+class StageEngine:
+    """Drives one stage's handlers over a store. Subclasses fill `handlers` and may override hooks."""
+
+    stage = ""
+    handlers: dict[str, Handler]
+
+    def __init__(self, store: Store, *, dedup_window_us: int = DEFAULT_DEDUP_WINDOW_US) -> None:
+        assert dedup_window_us > 0
+        self.store = store
+        self.dedup_window_us = dedup_window_us
+        # Derived from the store (rebuilt by `recover`): dedup entries by age, per key, for eviction.
+        self._dedup_by_age: dict[str, list[tuple[int, str, str]]] = {}
+        self.duplicates = 0
+
+    # Hooks -------------------------------------------------------------------------------------
+
+    def refusal_events(self, event: dict) -> list[dict]:
+        """Events a refused internal event emits (a refund); by default it may not be refused."""
+        raise LedgerHalt(f"internal event {event['event_id']} could not be applied")
+
+    def position_view(self, booking: Booking, market: str, user: str, position: Position) -> PositionView:
+        return PositionView(market, user, position.size, position.entry_price, position.state)
+
+    def after_commit(self, booking: Booking) -> None:
+        """Update derived in-memory structures once a write set is durable."""
+
+    # Recovery ------------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Rebuild what is derived from the store (after a restart or a restore)."""
+        by_age: dict[str, list[tuple[int, str, str]]] = {}
+        for record, value in self.store.items():
+            if len(record) == 4 and record[1] == DEDUP:
+                by_age.setdefault(record[0], []).append((value.ts_us, record[2], record[3]))
+        for entries in by_age.values():
+            heapq.heapify(entries)
+        self._dedup_by_age = by_age
+
+    # The pipeline --------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        event: Any,
+        *,
+        trusted: bool = False,
+        record_key: str | None = None,
+        partition: int = 0,
+    ) -> Outcome:
+        """Apply one event: a journal batch, a duplicate, or a rejection that changes nothing."""
+        try:
+            spec = check_envelope(event, trusted)
+        except Rejected as rejection:
+            event_id = event.get("event_id") if isinstance(event, dict) else None
+            event_type = event.get("type") if isinstance(event, dict) else None
+            return self._rejection(
+                None,
+                event_id if isinstance(event_id, str) else None,
+                event_type if isinstance(event_type, str) else None,
+                rejection,
+            )
+        if spec.stage != self.stage:
+            return self._rejection(None, event["event_id"], spec.type,
+                                   Rejected(Reason.INVALID_EVENT, f"{spec.type} belongs to the {spec.stage} stage"))
+        key = event[spec.key_field]
+        origin_key = ""
+        if spec.internal and trusted:
+            origin_key = event.get("origin_key")
+            if type(origin_key) is not str:
+                raise LedgerHalt(f"internal event {event['event_id']} carries no origin_key")
+        payload = event_payload(event, spec)
+        digest = payload_digest(payload)
+        store = self.store
+        dedup_record = (key, DEDUP, origin_key, event["event_id"])
+        max_ts = store.get((key, MAX_TS))
+        cutoff = None if max_ts is None else max_ts - self.dedup_window_us
+        seen = store.get(dedup_record)
+        if seen is not None and (cutoff is None or seen.ts_us >= cutoff):
+            if seen.digest == digest:
+                self.duplicates += 1
+                return Outcome("duplicate", self.stage, key, event["event_id"], spec.type, None, "",
+                               None, (), (), {})
+            return self._rejection(key, event["event_id"], spec.type,
+                                   Rejected(Reason.IDEMPOTENCY_CONFLICT, "event_id seen with another payload"))
+        try:
+            if not spec.internal and cutoff is not None and event["ts_us"] < cutoff:
+                raise Rejected(Reason.EVENT_TOO_OLD, "older than the dedup window")
+            check_ranges(event, spec)
+            check_fields(event, spec, trusted, record_key)
+        except Rejected as rejection:
+            if spec.internal and trusted:
+                raise LedgerHalt(f"the ledger's own event {event['event_id']} is malformed") from rejection
+            return self._rejection(key, event["event_id"], spec.type, rejection)
+
+        booking = Booking(Txn(store), key, event)
+        try:
+            self.handlers[spec.type](self, booking, event)  # type: ignore[call-arg]
+            self._check_results(booking)
+        except Rejected as rejection:
+            if not spec.internal:
+                return self._rejection(key, event["event_id"], spec.type, rejection)
+            # An internal event's outcome is final: its id enters the store even when refused, so a
+            # redelivered copy can never apply after its refund.
+            refused = Booking(Txn(store), key, event)
+            refused.emitted = self.refusal_events(event)
+            self._remember(refused.txn, key, origin_key, event, digest, cutoff, producer=False)
+            store.apply(refused.txn.writes)
+            return Outcome("rejected", self.stage, key, event["event_id"], spec.type, rejection.reason,
+                           rejection.detail, None, (), tuple(refused.emitted), refused.txn.writes)
+
+        txn = booking.txn
+        self._remember(txn, key, origin_key, event, digest, cutoff, producer=not spec.internal)
+        batch = self._seal(booking, spec, origin_key, payload, partition)
+        store.apply(txn.writes)
+        self.after_commit(booking)
+        return Outcome("applied", self.stage, key, event["event_id"], spec.type, None, "", batch,
+                       tuple(booking.signals), tuple(booking.emitted), txn.writes)
+
+    # Internals -----------------------------------------------------------------------------------
+
+    def _rejection(self, key: str | None, event_id: str | None, event_type: str | None,
+                   rejection: Rejected) -> Outcome:
+        return Outcome("rejected", self.stage, key, event_id, event_type, rejection.reason,
+                       rejection.detail, None, (), (), {})
+
+    def _check_results(self, booking: Booking) -> None:
+        """Results outside decimal(38, 0) reject the whole event, last in precedence (spec §1)."""
+        txn = booking.txn
+        for posting in booking.postings:
+            if not in_value_range(posting.amount):
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"posting on {posting.account} out of range")
+        for account, asset in booking.touched:
+            if not in_value_range(txn.get((booking.key, BALANCE, account, asset), 0)):
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"balance of {account} out of range")
+        for position in booking.positions.values():
+            if not (in_value_range(position.size) and in_value_range(position.entry_price)):
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, "position size or entry out of range")
+        for signal in booking.signals:
+            if signal.amount is not None and not in_value_range(signal.amount):
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, "signal amount out of range")
+        for emitted in booking.emitted:
+            if not in_value_range(emitted["amount"]):
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, "emitted amount out of range")
+
+    def _remember(self, txn: Txn, key: str, origin_key: str, event: dict, digest: bytes,
+                  cutoff: int | None, *, producer: bool) -> None:
+        """Enter the event in the dedup store and forget what fell out of the window."""
+        ts_us = event["ts_us"]
+        txn.put((key, DEDUP, origin_key, event["event_id"]), DedupEntry(digest, ts_us))
+        aged = self._dedup_by_age.setdefault(key, [])
+        heapq.heappush(aged, (ts_us, origin_key, event["event_id"]))
+        if producer:
+            max_ts = txn.get((key, MAX_TS))
+            if max_ts is None or ts_us > max_ts:
+                txn.put((key, MAX_TS), ts_us)
+                cutoff = ts_us - self.dedup_window_us
+        # Lookups already ignore entries older than the cutoff, so eviction changes no outcome; it
+        # only bounds the store.
+        if cutoff is not None:
+            while aged and aged[0][0] < cutoff:
+                _, old_origin, old_id = heapq.heappop(aged)
+                record = (key, DEDUP, old_origin, old_id)
+                if record != (key, DEDUP, origin_key, event["event_id"]):
+                    txn.delete(record)
+
+    def _seal(self, booking: Booking, spec: EventSpec, origin_key: str, payload: list[object],
+              partition: int) -> JournalBatch:
+        """Close the batch: balances after, positions changed, the next link of the chain."""
+        txn, key = booking.txn, booking.key
+        balances = tuple(
+            Balance(account, asset, txn.get((key, BALANCE, account, asset), 0))
+            for account, asset in sorted(booking.touched)
+        )
+        positions = tuple(
+            self.position_view(booking, market, user, position)
+            for (market, user), position in sorted(booking.positions.items())
+        )
+        chain_record = (CHAIN, partition)
+        batch_seq, prev_hash = txn.get(chain_record) or (0, GENESIS_HASH)
+        batch_seq += 1
+        postings = tuple(booking.postings)
+        canonical = canonical_batch(self.stage, key, origin_key, batch_seq, payload, postings,
+                                    balances, positions)
+        digest = chain_hash(prev_hash, canonical)
+        txn.put(chain_record, (batch_seq, digest))
+        return JournalBatch(self.stage, key, origin_key, booking.event["event_id"], spec.type,
+                            booking.event["ts_us"], batch_seq, postings, balances, positions,
+                            prev_hash, digest)
+
+
+def spec_of(event_type: str) -> EventSpec:
+    return SPECS[event_type]

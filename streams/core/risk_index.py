@@ -1,0 +1,123 @@
+"""Which positions a new mark price can move across a margin line, without scanning them all.
+
+Equity minus a margin requirement is, before rounding, linear in the mark: rising for a long and
+falling for a short. Rounding moves each of the three terms by at most 1/2 unit, so the exact value
+is within 1.5 units of the linear one. That gives every position, per margin line, a price bracket
+outside which its state is certain; the index keeps the bracket ends in sorted lists. A mark update
+asks only for the positions whose bracket the new mark could reach, and checks those exactly: the
+result equals a check of every position, at O(log n + k) (tests compare the two).
+"""
+
+from __future__ import annotations
+
+from sortedcontainers import SortedList
+
+from streams.core.model import Market, Position
+from streams.core.numbers import PPM, Scale
+
+# Beyond any price (|price| < 10^38): "always" and "never" as thresholds.
+_ALWAYS = 10**60
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -((-numerator) // denominator)
+
+
+def long_bracket(size: int, entry: int, margin: int, ratio_ppm: int, scale: Scale) -> tuple[int, int]:
+    """For a long: (hi, lo) with "possibly short of the line" iff mark < hi, "possibly above" iff mark >= lo.
+
+    g(P) = margin + size*(P - entry)*k - size*P*k*r, with k = num/den and r = ratio_ppm/10^6.
+    Certainly above the line where g >= 1.5, certainly short of it where g < -1.5.
+    """
+    num, den = scale.factor_num, scale.factor_den
+    slope_den = 2 * size * num * (PPM - ratio_ppm)
+    base = 2 * size * entry * num - 2 * margin * den
+    if slope_den == 0:  # a 100% margin ratio: equity minus margin does not depend on the mark
+        twice_g = -base
+        if twice_g >= 3 * den:
+            return -_ALWAYS, -_ALWAYS
+        if twice_g < -3 * den:
+            return _ALWAYS, _ALWAYS
+        return _ALWAYS, -_ALWAYS
+    hi = _ceil_div((base + 3 * den) * PPM, slope_den)
+    lo = _ceil_div((base - 3 * den) * PPM, slope_den)
+    return hi, lo
+
+
+def short_bracket(size: int, entry: int, margin: int, ratio_ppm: int, scale: Scale) -> tuple[int, int]:
+    """For a short: (t, u) with "possibly short of the line" iff mark >= t, "possibly above" iff mark <= u."""
+    num, den = scale.factor_num, scale.factor_den
+    held = -size
+    slope_den = 2 * held * num * (PPM + ratio_ppm)
+    base = 2 * margin * den + 2 * held * entry * num
+    t = (base - 3 * den) * PPM // slope_den + 1
+    u = (base + 3 * den) * PPM // slope_den
+    return t, u
+
+
+class MarketRiskIndex:
+    """Open positions of one market, ordered by the marks at which their state could change."""
+
+    __slots__ = ("_entries", "_lists")
+
+    # List names: (side, what the list finds).
+    _LONG_LIQ, _LONG_RO_IN, _LONG_RO_OUT, _SHORT_LIQ, _SHORT_RO_IN, _SHORT_RO_OUT = range(6)
+
+    def __init__(self) -> None:
+        self._lists = [SortedList() for _ in range(6)]
+        # user -> [(list number, (threshold, user)), ...] as inserted, to remove them later.
+        self._entries: dict[str, list[tuple[int, tuple[int, str]]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def open_users(self) -> list[str]:
+        return sorted(self._entries)
+
+    def remove(self, user: str) -> None:
+        for list_no, item in self._entries.pop(user, ()):
+            self._lists[list_no].remove(item)
+
+    def update(self, user: str, position: Position, margin: int, market: Market, scale: Scale) -> None:
+        """(Re)index a user after its position, margin, flags or the market's risk params changed."""
+        self.remove(user)
+        size = position.size
+        if size == 0:
+            return
+        entries: list[tuple[int, tuple[int, str]]] = []
+        mm_ppm, im_ppm = market.maintenance_margin_ppm, market.initial_margin_ppm
+        entry = position.entry_price
+        if size > 0:
+            if position.liquidation_id is None:
+                entries.append((self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+            hi, lo = long_bracket(size, entry, margin, im_ppm, scale)
+            if position.reduce_only:
+                entries.append((self._LONG_RO_OUT, (lo, user)))
+            else:
+                entries.append((self._LONG_RO_IN, (hi, user)))
+        else:
+            if position.liquidation_id is None:
+                entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+            t, u = short_bracket(size, entry, margin, im_ppm, scale)
+            if position.reduce_only:
+                entries.append((self._SHORT_RO_OUT, (u, user)))
+            else:
+                entries.append((self._SHORT_RO_IN, (t, user)))
+        for list_no, item in entries:
+            self._lists[list_no].add(item)
+        self._entries[user] = entries
+
+    def candidates(self, mark: int) -> list[str]:
+        """Users whose state could differ at `mark` from their last check, in user-id order."""
+        lists = self._lists
+        found: set[str] = set()
+        above = (mark + 1,)  # sorts before every (mark + 1, user): the first threshold > mark
+        for list_no in (self._LONG_LIQ, self._LONG_RO_IN):  # threshold > mark
+            sl = lists[list_no]
+            found.update(user for _, user in sl.islice(sl.bisect_left(above)))
+        for list_no in (self._LONG_RO_OUT, self._SHORT_LIQ, self._SHORT_RO_IN):  # threshold <= mark
+            sl = lists[list_no]
+            found.update(user for _, user in sl.islice(0, sl.bisect_left(above)))
+        sl = lists[self._SHORT_RO_OUT]  # threshold >= mark
+        found.update(user for _, user in sl.islice(sl.bisect_left((mark,))))
+        return sorted(found)

@@ -1,0 +1,77 @@
+"""The storage interface the core runs on, and the per-event transaction over it.
+
+The core never writes a store directly: an event's writes collect in a `Txn` and reach the store
+only if the event is accepted, as one write set. A dict backs it in tests and in `replay`; the
+streaming layer backs it with RocksDB changelog tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+
+class _Deleted:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DELETED"
+
+
+DELETED: Any = _Deleted()  # a write-set value meaning "remove this key"
+
+
+class Store(Protocol):
+    def get(self, key: tuple, default: Any = None) -> Any: ...
+
+    def apply(self, writes: dict[tuple, Any]) -> None:
+        """Make a whole write set durable at once (DELETED removes a key)."""
+        ...
+
+    def items(self) -> Iterator[tuple[tuple, Any]]: ...
+
+
+class DictStore:
+    """An in-memory store: the reference for tests and offline replay."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: dict[tuple, Any] = {}
+
+    def get(self, key: tuple, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def apply(self, writes: dict[tuple, Any]) -> None:
+        data = self.data
+        for key, value in writes.items():
+            if value is DELETED:
+                data.pop(key, None)
+            else:
+                data[key] = value
+
+    def items(self) -> Iterator[tuple[tuple, Any]]:
+        return iter(list(self.data.items()))
+
+
+class Txn:
+    """Reads through to the store, buffers writes. Dropped whole on rejection (AC-12)."""
+
+    __slots__ = ("store", "writes")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes: dict[tuple, Any] = {}
+
+    def get(self, key: tuple, default: Any = None) -> Any:
+        writes = self.writes
+        if key in writes:
+            value = writes[key]
+            return default if value is DELETED else value
+        return self.store.get(key, default)
+
+    def put(self, key: tuple, value: Any) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: tuple) -> None:
+        self.writes[key] = DELETED
