@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# A single-node Kafka 3.9.2 broker for development and tests, without Docker.
+#
+#   scripts/kafka.sh install   resolve the broker's jars into .cache/kafka/lib (Maven, cached)
+#   scripts/kafka.sh start     start it in the background (idempotent); prints the bootstrap address
+#   scripts/kafka.sh stop      SIGTERM, wait, then SIGKILL (safe when not running)
+#   scripts/kafka.sh status    exit 0 and print the address when running, exit 3 when not
+#
+# Why this shape: no Kafka broker is packaged in PyPI, npm or Debian, but Maven Central is reachable,
+# so the broker runs straight from its jars (`java -cp '.cache/kafka/lib/*' kafka.Kafka`) in KRaft
+# combined mode (one JVM is both controller and broker: no ZooKeeper).
+#
+# Environment:
+#   PERPLEDGER_KAFKA_PORT             client (PLAINTEXT) port, default 19092
+#   PERPLEDGER_KAFKA_CONTROLLER_PORT  KRaft controller port, default 19093
+#   PERPLEDGER_KAFKA_START_TIMEOUT    seconds `start` waits for the broker to answer, default 60
+#   PERPLEDGER_KAFKA_STOP_TIMEOUT     seconds `stop` waits after SIGTERM before SIGKILL, default 30
+#   PERPLEDGER_PYTHON                 python with confluent_kafka for the readiness probe
+#                                     (default .venv/bin/python; falls back to a java probe)
+#   JAVA_HOME                         optional; else `java` from PATH
+# Everything it writes is under .cache/kafka (jars) and .run/kafka (config, data, logs, pid),
+# both git-ignored; `rm -rf .run/kafka` (broker stopped) gives a fresh, empty cluster.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+POM="$ROOT/scripts/kafka/pom.xml"
+CACHE_DIR="$ROOT/.cache/kafka"
+LIB_DIR="$CACHE_DIR/lib"
+STAMP="$CACHE_DIR/lib.stamp"
+RUN_DIR="$ROOT/.run/kafka"
+CONF_DIR="$RUN_DIR/config"
+DATA_DIR="$RUN_DIR/data"
+LOG_DIR="$RUN_DIR/logs"
+PID_FILE="$RUN_DIR/kafka.pid"
+LOCK_FILE="$RUN_DIR/.lock"
+
+PORT="${PERPLEDGER_KAFKA_PORT:-19092}"
+CONTROLLER_PORT="${PERPLEDGER_KAFKA_CONTROLLER_PORT:-19093}"
+START_TIMEOUT="${PERPLEDGER_KAFKA_START_TIMEOUT:-60}"
+STOP_TIMEOUT="${PERPLEDGER_KAFKA_STOP_TIMEOUT:-30}"
+HOST=127.0.0.1
+for v in PORT CONTROLLER_PORT START_TIMEOUT STOP_TIMEOUT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "kafka.sh: $v must be a whole number, got '${!v}'" >&2; exit 2; }
+done
+BOOTSTRAP="$HOST:$PORT"
+
+if [[ -n "${JAVA_HOME:-}" ]]; then JAVA="$JAVA_HOME/bin/java"; else JAVA=java; fi
+
+log() { echo "kafka.sh: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+is_installed() {
+  [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(pom_hash)" ]] && compgen -G "$LIB_DIR/kafka_2.13-*.jar" >/dev/null
+}
+
+cmd_install() {
+  # The stamp holds the hash of the POM the jars came from: same POM and jars present -> Maven is
+  # not run at all (it costs seconds even when ~/.m2 is warm, and needs the network when not).
+  if is_installed; then
+    log "jars already in ${LIB_DIR#"$ROOT"/} (stamp matches scripts/kafka/pom.xml)"
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install maven)"
+  log "resolving Kafka jars with Maven into ${LIB_DIR#"$ROOT"/} ..."
+  mkdir -p "$CACHE_DIR"
+  # Copy into a scratch folder and swap it in, so an interrupted run never leaves a half-filled lib
+  # that a later start would pick up.
+  local tmp="$CACHE_DIR/lib.tmp.$$"
+  rm -rf "$tmp"
+  if ! mvn -B -q -f "$POM" package -DoutputDirectory="$tmp" >"$CACHE_DIR/mvn.log" 2>&1; then
+    tail -n 40 "$CACHE_DIR/mvn.log" >&2
+    rm -rf "$tmp"
+    die "Maven failed (full log: ${CACHE_DIR#"$ROOT"/}/mvn.log)"
+  fi
+  rm -rf "$LIB_DIR"
+  mv "$tmp" "$LIB_DIR"
+  pom_hash >"$STAMP"
+  log "installed $(find "$LIB_DIR" -name '*.jar' | wc -l) jars"
+}
+
+# --- process bookkeeping ------------------------------------------------------------------------
+
+running_pid() {
+  # A pid file alone can be stale (machine restarted, broker killed) and its pid reused by some
+  # other process, so the pid must be alive *and* be a kafka.Kafka JVM.
+  [[ -f "$PID_FILE" ]] || return 1
+  local pid
+  pid="$(cat "$PID_FILE")"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+  echo "$pid"
+}
+
+port_open() {
+  # bash's /dev/tcp: no nc/ss needed. Subshell so the fd is closed at once.
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+configured_port() {
+  sed -n 's/^advertised\.listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\)$/\1/p' "$CONF_DIR/server.properties" 2>/dev/null
+}
+
+# --- configuration ------------------------------------------------------------------------------
+
+write_config() {
+  mkdir -p "$CONF_DIR" "$DATA_DIR" "$LOG_DIR"
+  # Rewritten on every start so a change of port or of this script takes effect; the data dir's
+  # identity (cluster id, node id) lives in data/meta.properties, written once by the format step.
+  cat >"$CONF_DIR/server.properties" <<EOF
+# Generated by scripts/kafka.sh on every start: edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA_DIR
+
+# One node: every replication factor and ISR minimum is 1.
+num.partitions=1
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Fewer internal partitions than the default 50: each is created (and loaded) on the first group
+# join / first transaction, which is test latency on a 2-core machine.
+offsets.topic.num.partitions=10
+transaction.state.log.num.partitions=10
+# Tests join fresh consumer groups all the time; the default 3 s delay would be paid on each.
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+
+# Sized for a small dev machine (2 cores).
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+# The compacted-topic cleaner takes its dedupe buffer from the heap (default 128 MiB).
+log.cleaner.dedupe.buffer.size=33554432
+log.retention.hours=24
+EOF
+
+  # log4j 1.x syntax (reload4j). Everything goes to files under .run/kafka/logs, size-capped.
+  cat >"$CONF_DIR/log4j.properties" <<'EOF'
+# Generated by scripts/kafka.sh.
+log4j.rootLogger=INFO, serverFile
+
+log4j.appender.serverFile=org.apache.log4j.RollingFileAppender
+log4j.appender.serverFile.File=${kafka.logs.dir}/server.log
+log4j.appender.serverFile.MaxFileSize=20MB
+log4j.appender.serverFile.MaxBackupIndex=3
+log4j.appender.serverFile.layout=org.apache.log4j.PatternLayout
+log4j.appender.serverFile.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.appender.stateFile=org.apache.log4j.RollingFileAppender
+log4j.appender.stateFile.File=${kafka.logs.dir}/state-change.log
+log4j.appender.stateFile.MaxFileSize=20MB
+log4j.appender.stateFile.MaxBackupIndex=1
+log4j.appender.stateFile.layout=org.apache.log4j.PatternLayout
+log4j.appender.stateFile.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.logger.state.change.logger=INFO, stateFile
+log4j.additivity.state.change.logger=false
+# Per-request logging is far too chatty for a dev broker.
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.network.RequestChannel$=WARN
+log4j.logger.org.apache.kafka.controller=INFO
+log4j.logger.kafka.log.LogCleaner=INFO
+EOF
+
+  # For the short-lived tool JVMs (StorageTool, java probe): warnings only, to stderr.
+  cat >"$CONF_DIR/tools-log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+EOF
+}
+
+java_tool() {
+  "$JAVA" -Xmx256m -Dlog4j.configuration="file:$CONF_DIR/tools-log4j.properties" -cp "$LIB_DIR/*" "$@"
+}
+
+format_storage_once() {
+  # KRaft refuses to start on an unformatted log dir; formatting again would need a new cluster
+  # id and would refuse a non-empty dir, so format only when meta.properties is missing.
+  [[ -f "$DATA_DIR/meta.properties" ]] && return 0
+  local cluster_id
+  cluster_id="$(java_tool kafka.tools.StorageTool random-uuid | tail -n 1)"
+  [[ -n "$cluster_id" ]] || die "StorageTool random-uuid printed nothing"
+  log "formatting ${DATA_DIR#"$ROOT"/} (cluster id $cluster_id)"
+  java_tool kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF_DIR/server.properties" >&2
+}
+
+# --- readiness ----------------------------------------------------------------------------------
+
+probe_python() {
+  # Ready = a real client gets metadata that lists this broker (in KRaft only registered, unfenced
+  # brokers are listed), i.e. topics can be created and produced to.
+  "$1" - "$BOOTSTRAP" "$START_TIMEOUT" "$2" <<'EOF'
+import os, sys, time
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+bootstrap, timeout, pid = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+# log_level 0: librdkafka would otherwise print every refused connection while the JVM boots.
+admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit(2)
+    try:
+        wait = max(0.1, min(2.0, deadline - time.monotonic()))
+        if 1 in admin.list_topics(timeout=wait).brokers:
+            sys.exit(0)
+    except KafkaException:
+        pass
+    time.sleep(0.2)
+sys.exit(1)
+EOF
+}
+
+probe_java() {
+  # Fallback when no python with confluent_kafka exists (before `pip install`): the broker jar
+  # carries an admin command that asks the broker for its API versions.
+  local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    kill -0 "$pid" 2>/dev/null || return 2
+    if port_open "$PORT" &&
+      java_tool kafka.admin.BrokerApiVersionsCommand --bootstrap-server "$BOOTSTRAP" >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 1
+  done
+  return 1
+}
+
+wait_ready() {
+  local pid="$1" py="${PERPLEDGER_PYTHON:-$ROOT/.venv/bin/python}" rc=0
+  if [[ -x "$py" ]] && "$py" -c 'import confluent_kafka' 2>/dev/null; then
+    probe_python "$py" "$pid" || rc=$?
+  else
+    probe_java "$pid" || rc=$?
+  fi
+  case "$rc" in
+    0) return 0 ;;
+    2) log "the broker process exited during start-up; last lines of its logs:" ;;
+    *) log "the broker did not answer on $BOOTSTRAP within ${START_TIMEOUT}s; last lines of its logs:" ;;
+  esac
+  tail -n 30 "$LOG_DIR/server.log" "$LOG_DIR/stdout.log" >&2 2>/dev/null || true
+  return 1
+}
+
+# --- subcommands --------------------------------------------------------------------------------
+
+with_lock() {
+  # Two test sessions (or a developer and a test run) may call start/stop at the same moment:
+  # serialize them so only one JVM is ever launched.
+  mkdir -p "$RUN_DIR"
+  exec 9>"$LOCK_FILE"
+  flock -w 120 9 || die "timed out waiting for $LOCK_FILE"
+  "$@"
+}
+
+cmd_start() {
+  local pid started
+  if pid="$(running_pid)"; then
+    local running_port
+    running_port="$(configured_port)"
+    [[ "$running_port" == "$PORT" ]] ||
+      die "a broker (pid $pid) is already running on port ${running_port:-?}, not $PORT: stop it first"
+    # It may itself still be booting (another caller started it a moment ago): wait for it too.
+    wait_ready "$pid"
+    log "already running (pid $pid)"
+    echo "$BOOTSTRAP"
+    return 0
+  fi
+  rm -f "$PID_FILE"
+  # Something else on our ports would make the JVM die with a bind error after a slow boot; say so
+  # now instead.
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    if port_open "$p"; then die "port $p on $HOST is already in use by another process"; fi
+  done
+  is_installed || cmd_install
+  command -v "$JAVA" >/dev/null || die "java not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)"
+
+  started=$SECONDS
+  write_config
+  format_storage_once
+  # setsid: the broker gets its own session, so a Ctrl-C aimed at the caller (e.g. pytest) does
+  # not kill it half-way; `stop` (or the pytest fixture) ends it. Without job control the
+  # background child is not a group leader, so setsid execs in place and $! is the JVM's pid.
+  # 9>&-: the JVM must not inherit the lock's fd, or it would hold the lock for its whole life.
+  setsid "$JAVA" \
+    -Xms512m -Xmx768m \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$LOG_DIR" \
+    -Dlog4j.configuration="file:$CONF_DIR/log4j.properties" \
+    -cp "$LIB_DIR/*" \
+    kafka.Kafka "$CONF_DIR/server.properties" \
+    </dev/null >"$LOG_DIR/stdout.log" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$PID_FILE"
+  log "started pid $pid, waiting up to ${START_TIMEOUT}s for $BOOTSTRAP ..."
+  if ! wait_ready "$pid"; then
+    stop_pid "$pid"
+    rm -f "$PID_FILE"
+    exit 1
+  fi
+  log "ready in $((SECONDS - started))s (logs: ${LOG_DIR#"$ROOT"/})"
+  echo "$BOOTSTRAP"
+}
+
+stop_pid() {
+  local pid="$1" deadline=$((SECONDS + STOP_TIMEOUT))
+  # SIGTERM runs Kafka's shutdown hook: it closes log segments cleanly, so the next start does not
+  # have to run log recovery.
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "pid $pid still alive after ${STOP_TIMEOUT}s: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+}
+
+cmd_stop() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    rm -f "$PID_FILE"
+    log "not running"
+    return 0
+  fi
+  log "stopping pid $pid ..."
+  stop_pid "$pid"
+  rm -f "$PID_FILE"
+  log "stopped"
+}
+
+cmd_status() {
+  local pid
+  if pid="$(running_pid)"; then
+    local port
+    port="$(configured_port)"
+    if port_open "${port:-$PORT}"; then
+      log "running (pid $pid)"
+    else
+      log "running (pid $pid) but not (yet) listening on port ${port:-$PORT}"
+    fi
+    echo "$HOST:${port:-$PORT}"
+    return 0
+  fi
+  log "not running"
+  return 3 # LSB init-script convention for "program is not running"
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  start) with_lock cmd_start ;;
+  stop) with_lock cmd_stop ;;
+  status) cmd_status ;;
+  *)
+    echo "usage: $0 {install|start|stop|status}" >&2
+    exit 2
+    ;;
+esac
