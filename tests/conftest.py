@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import kafka_broker  # tests/kafka_broker.py: pytest puts tests/ on sys.path for this conftest
 import pytest
+
+from tests import kafka_broker
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from streams.core.events import (
-    SPECS,
     EventSpec,
     check_envelope,
     check_fields,
@@ -17,7 +16,7 @@ from streams.core.events import (
     event_payload,
     payload_digest,
 )
-from streams.core.hashchain import GENESIS_HASH, canonical_batch, chain_hash
+from streams.core.hashchain import GENESIS_HASH, batch_hash
 from streams.core.model import (
     Balance,
     DedupEntry,
@@ -260,16 +259,9 @@ class StageEngine:
         )
         chain_record = (CHAIN, partition)
         batch_seq, prev_hash = txn.get(chain_record) or (0, GENESIS_HASH)
-        batch_seq += 1
-        postings = tuple(booking.postings)
-        canonical = canonical_batch(self.stage, key, origin_key, batch_seq, payload, postings,
-                                    balances, positions)
-        digest = chain_hash(prev_hash, canonical)
-        txn.put(chain_record, (batch_seq, digest))
-        return JournalBatch(self.stage, key, origin_key, booking.event["event_id"], spec.type,
-                            booking.event["ts_us"], batch_seq, postings, balances, positions,
-                            prev_hash, digest)
-
-
-def spec_of(event_type: str) -> EventSpec:
-    return SPECS[event_type]
+        batch = JournalBatch(self.stage, key, origin_key, booking.event["event_id"], spec.type,
+                             booking.event["ts_us"], batch_seq + 1, tuple(payload), tuple(booking.postings),
+                             balances, positions, prev_hash, "")
+        batch = batch._replace(hash=batch_hash(batch))
+        txn.put(chain_record, (batch.batch_seq, batch.hash))
+        return batch

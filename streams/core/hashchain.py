@@ -1,44 +1,45 @@
 """The audit hash chain of one (stage, partition) (ledger-spec §8, AC-41).
 
-h_n = sha256(h_{n-1} || canonical(batch_n)); the canonical form is compact JSON of a fixed list,
-so any consumer in any language can recompute it from the journal batch alone.
+h_n = sha256(h_{n-1} || canonical(batch_n)). The canonical form is compact JSON of a fixed list
+made only of what the journal batch itself carries, so any consumer in any language can verify the
+chain from the journal topic alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from streams.core.model import Balance, PositionView, Posting
+from streams.core.model import JournalBatch
 
 GENESIS_HASH = "0" * 64
 
 
-def canonical_batch(
-    stage: str,
-    key: str,
-    origin_key: str,
-    batch_seq: int,
-    payload: Sequence[object],
-    postings: Iterable[Posting],
-    balances: Iterable[Balance],
-    positions: Iterable[PositionView],
-) -> bytes:
-    """The bytes a batch hash covers: the event (payload), its postings, balances and positions."""
+def canonical_batch(batch: JournalBatch) -> bytes:
+    """The bytes a batch hash covers: where it was applied, the event, postings, balances, positions."""
     body = [
-        stage,
-        key,
-        origin_key,
-        batch_seq,
-        list(payload),
-        [list(p) for p in postings],
-        [list(b) for b in balances],
-        [list(p) for p in positions],
+        batch.stage,
+        batch.key,
+        batch.origin_key,
+        batch.batch_seq,
+        list(batch.payload),
+        [list(p) for p in batch.postings],
+        [list(b) for b in batch.balances],
+        [list(p) for p in batch.positions],
     ]
     return json.dumps(body, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def chain_hash(prev_hash: str, canonical: bytes) -> str:
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+def batch_hash(batch: JournalBatch) -> str:
+    """sha256(prev_hash || canonical(batch)), as lowercase hex."""
+    return hashlib.sha256(bytes.fromhex(batch.prev_hash) + canonical_batch(batch)).hexdigest()
 
+
+def first_broken_link(batches: Iterable[JournalBatch], prev_hash: str = GENESIS_HASH) -> int | None:
+    """Index of the first batch of one chain whose link or hash is wrong; None if all verify."""
+    for n, batch in enumerate(batches):
+        if batch.prev_hash != prev_hash or batch_hash(batch) != batch.hash:
+            return n
+        prev_hash = batch.hash
+    return None

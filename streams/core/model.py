@@ -90,6 +90,7 @@ class JournalBatch(NamedTuple):
     event_type: str
     ts_us: int
     batch_seq: int  # position in the (stage, partition) hash chain, from 1
+    payload: tuple  # the event as hashed: type, event_id, source, ts_us, then its fields in spec order
     postings: tuple[Posting, ...]
     balances: tuple[Balance, ...]
     positions: tuple[PositionView, ...]
