@@ -33,7 +33,7 @@ def test_ac03_margin_transfer_nets_transit_to_zero_over_both_stages() -> None:
 def test_ac03_margin_credit_to_an_unknown_market_or_asset_is_refunded() -> None:
     ledger = Ledger()
     run(ledger, listed(), deposit("alice", 100 * USDT), deposit("alice", 5, asset="BTC"))
-    debit, refused, refund = ledger.submit(margin_in("alice", 10, market="ETH-PERP", event_id="m1"))
+    _, refused, refund = ledger.submit(margin_in("alice", 10, market="ETH-PERP", event_id="m1"))
     assert refused.reason == "UNKNOWN_MARKET" and refused.batch is None
     assert refund.event_id == "m1:MarginCredited:MarginReturned" and refund.stage == "account"
     _, wrong_asset, _ = ledger.submit(margin_in("alice", 5, asset="BTC", event_id="m2"))
