@@ -30,7 +30,7 @@ from streams.core.model import (
     Rejected,
     Signal,
 )
-from streams.core.numbers import in_value_range
+from streams.core.numbers import VALUE_LIMIT
 from streams.core.store import Store, Txn
 
 DAY_US = 86_400 * 1_000_000
@@ -177,7 +177,8 @@ class StageEngine:
         booking = Booking(Txn(store), key, event)
         try:
             self.handlers[spec.type](self, booking, event)  # type: ignore[call-arg]
-            self._check_results(booking)
+            balances = self._balances_after(booking)
+            self._check_results(booking, balances)
         except Rejected as rejection:
             if not spec.internal:
                 return self._rejection(key, event["event_id"], spec.type, rejection)
@@ -192,7 +193,7 @@ class StageEngine:
 
         txn = booking.txn
         self._remember(txn, key, origin_key, event, digest, cutoff, producer=not spec.internal)
-        batch = self._seal(booking, spec, origin_key, payload, partition)
+        batch = self._seal(booking, spec, origin_key, payload, balances, partition)
         store.apply(txn.writes)
         self.after_commit(booking)
         return Outcome("applied", self.stage, key, event["event_id"], spec.type, None, "", batch,
@@ -205,23 +206,30 @@ class StageEngine:
         return Outcome("rejected", self.stage, key, event_id, event_type, rejection.reason,
                        rejection.detail, None, (), (), {})
 
-    def _check_results(self, booking: Booking) -> None:
+    def _balances_after(self, booking: Booking) -> tuple[Balance, ...]:
+        """The balance after the event of every account it touched, in account order."""
+        read, key = booking.txn.get, booking.key
+        return tuple(
+            Balance(account, asset, read((key, BALANCE, account, asset), 0))
+            for account, asset in sorted(booking.touched)
+        )
+
+    def _check_results(self, booking: Booking, balances: tuple[Balance, ...]) -> None:
         """Results outside decimal(38, 0) reject the whole event, last in precedence (spec §1)."""
-        txn = booking.txn
         for posting in booking.postings:
-            if not in_value_range(posting.amount):
+            if not -VALUE_LIMIT < posting.amount < VALUE_LIMIT:
                 raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"posting on {posting.account} out of range")
-        for account, asset in booking.touched:
-            if not in_value_range(txn.get((booking.key, BALANCE, account, asset), 0)):
-                raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"balance of {account} out of range")
+        for balance in balances:
+            if not -VALUE_LIMIT < balance.balance < VALUE_LIMIT:
+                raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"balance of {balance.account} out of range")
         for position in booking.positions.values():
-            if not (in_value_range(position.size) and in_value_range(position.entry_price)):
+            if not (-VALUE_LIMIT < position.size < VALUE_LIMIT and position.entry_price < VALUE_LIMIT):
                 raise Rejected(Reason.VALUE_OUT_OF_RANGE, "position size or entry out of range")
         for signal in booking.signals:
-            if signal.amount is not None and not in_value_range(signal.amount):
+            if signal.amount is not None and not signal.amount < VALUE_LIMIT:
                 raise Rejected(Reason.VALUE_OUT_OF_RANGE, "signal amount out of range")
         for emitted in booking.emitted:
-            if not in_value_range(emitted["amount"]):
+            if not emitted["amount"] < VALUE_LIMIT:
                 raise Rejected(Reason.VALUE_OUT_OF_RANGE, "emitted amount out of range")
 
     def _remember(self, txn: Txn, key: str, origin_key: str, event: dict, digest: bytes,
@@ -237,22 +245,20 @@ class StageEngine:
                 txn.put((key, MAX_TS), ts_us)
                 cutoff = ts_us - self.dedup_window_us
         # Lookups already ignore entries older than the cutoff, so eviction changes no outcome; it
-        # only bounds the store.
+        # only bounds the store. An id accepted again after it was forgotten has a newer entry: the
+        # popped one is removed only if it is still the stored one.
         if cutoff is not None:
             while aged and aged[0][0] < cutoff:
-                _, old_origin, old_id = heapq.heappop(aged)
+                old_ts, old_origin, old_id = heapq.heappop(aged)
                 record = (key, DEDUP, old_origin, old_id)
-                if record != (key, DEDUP, origin_key, event["event_id"]):
+                stored = txn.get(record)
+                if stored is not None and stored.ts_us == old_ts:
                     txn.delete(record)
 
     def _seal(self, booking: Booking, spec: EventSpec, origin_key: str, payload: list[object],
-              partition: int) -> JournalBatch:
-        """Close the batch: balances after, positions changed, the next link of the chain."""
+              balances: tuple[Balance, ...], partition: int) -> JournalBatch:
+        """Close the batch: positions changed, the next link of the chain."""
         txn, key = booking.txn, booking.key
-        balances = tuple(
-            Balance(account, asset, txn.get((key, BALANCE, account, asset), 0))
-            for account, asset in sorted(booking.touched)
-        )
         positions = tuple(
             self.position_view(booking, market, user, position)
             for (market, user), position in sorted(booking.positions.items())

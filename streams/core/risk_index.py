@@ -60,7 +60,8 @@ class MarketRiskIndex:
 
     __slots__ = ("_entries", "_lists")
 
-    # List names: (side, what the list finds).
+    # List numbers, by side and by what a list finds: the reduce-only entry lists hold every position
+    # not yet reduce-only; the liquidation lists only reduce-only positions not yet in liquidation.
     _LONG_LIQ, _LONG_RO_IN, _LONG_RO_OUT, _SHORT_LIQ, _SHORT_RO_IN, _SHORT_RO_OUT = range(6)
 
     def __init__(self) -> None:
@@ -84,25 +85,28 @@ class MarketRiskIndex:
         size = position.size
         if size == 0:
             return
+        # A position short of the initial margin line can never be short of the maintenance line
+        # without being so too, so a position not yet reduce-only needs only its initial-margin
+        # entry: it covers both signals. That keeps healthy positions (most of them) at one entry.
         entries: list[tuple[int, tuple[int, str]]] = []
         mm_ppm, im_ppm = market.maintenance_margin_ppm, market.initial_margin_ppm
         entry = position.entry_price
         if size > 0:
-            if position.liquidation_id is None:
-                entries.append((self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
             hi, lo = long_bracket(size, entry, margin, im_ppm, scale)
-            if position.reduce_only:
-                entries.append((self._LONG_RO_OUT, (lo, user)))
-            else:
+            if not position.reduce_only:
                 entries.append((self._LONG_RO_IN, (hi, user)))
-        else:
-            if position.liquidation_id is None:
-                entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-            t, u = short_bracket(size, entry, margin, im_ppm, scale)
-            if position.reduce_only:
-                entries.append((self._SHORT_RO_OUT, (u, user)))
             else:
+                entries.append((self._LONG_RO_OUT, (lo, user)))
+                if position.liquidation_id is None:
+                    entries.append((self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+        else:
+            t, u = short_bracket(size, entry, margin, im_ppm, scale)
+            if not position.reduce_only:
                 entries.append((self._SHORT_RO_IN, (t, user)))
+            else:
+                entries.append((self._SHORT_RO_OUT, (u, user)))
+                if position.liquidation_id is None:
+                    entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
         for list_no, item in entries:
             self._lists[list_no].add(item)
         self._entries[user] = entries

@@ -57,10 +57,11 @@ class DictStore:
 class Txn:
     """Reads through to the store, buffers writes. Dropped whole on rejection (AC-12)."""
 
-    __slots__ = ("store", "writes")
+    __slots__ = ("_read", "store", "writes")
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._read = store.get  # bound once: this is the hottest call of the core
         self.writes: dict[tuple, Any] = {}
 
     def get(self, key: tuple, default: Any = None) -> Any:
@@ -68,7 +69,7 @@ class Txn:
         if key in writes:
             value = writes[key]
             return default if value is DELETED else value
-        return self.store.get(key, default)
+        return self._read(key, default)
 
     def put(self, key: tuple, value: Any) -> None:
         self.writes[key] = value
