@@ -36,6 +36,7 @@ import platform
 import pstats
 import random
 import resource
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -82,6 +83,19 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def core_version() -> str:
+    """The commit the core is at, and whether streams/core has uncommitted changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "streams/core"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted changes in streams/core" if dirty else "")
 
 
 def mib(n: float) -> str:
@@ -439,7 +453,7 @@ def mix_part(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     print(f"      {n / result['mix_core_wall_s']:,.0f} events/s by wall time inside submit; "
           f"{n / result['mix_wall_s']:,.0f} events/s wall with the generator; "
           f"GC {result['gc_s']:.1f} s wall of it ({result['gc_collections']})")
-    print("  mix by category: " + ", ".join(f"{k} {v / n:.2%}" for k, v in
+    print("  mix by category: " + ", ".join(f"{k} {v:,} ({v / n:.2%})" for k, v in
                                             sorted(result["categories"].items(), key=lambda kv: -kv[1])))
     print("  cost by input type (count, share of events, us/event mean, share of core time):")
     for type_, (count, seconds) in sorted(result["per_type"].items(), key=lambda kv: -kv[1][1]):
@@ -526,9 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    print(f"bench_core: Python {platform.python_version()} on {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, gc thresholds {gc.get_threshold()}")
-    results: dict[str, Any] = {"args": vars(args)}
+    version = core_version()
+    print(f"bench_core: core at {version}; Python {platform.python_version()} on {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, gc thresholds {gc.get_threshold()}")
+    results: dict[str, Any] = {"args": vars(args), "core": version}
     ok = True
     sizes = [int(s) for s in args.scaling.split(",") if s.strip()]
     if sizes:
