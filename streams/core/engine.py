@@ -16,7 +16,7 @@ from streams.core.events import (
     event_payload,
     payload_digest,
 )
-from streams.core.hashchain import GENESIS_HASH, batch_hash
+from streams.core.hashchain import GENESIS_HASH, link_hash
 from streams.core.model import (
     Balance,
     DedupEntry,
@@ -46,27 +46,30 @@ CHAIN = "~chain"  # (CHAIN, partition) -> (batch_seq, hash)
 class Booking:
     """One event's work in progress: its transaction, postings, signals and emitted events."""
 
-    __slots__ = ("emitted", "event", "key", "positions", "postings", "signals", "touched", "txn")
+    __slots__ = ("balances", "emitted", "event", "key", "positions", "postings", "signals", "txn")
 
     def __init__(self, txn: Txn, key: str, event: dict) -> None:
         self.txn = txn
         self.key = key
         self.event = event
         self.postings: list[Posting] = []
-        self.touched: dict[tuple[str, str], None] = {}
+        # Balance after the event of every account posted to, kept as it is posted.
+        self.balances: dict[tuple[str, str], int] = {}
         self.signals: list[Signal] = []
         self.emitted: list[dict] = []
         self.positions: dict[tuple[str, str], Position] = {}
 
     def balance(self, account: str, asset: str) -> int:
+        known = self.balances.get((account, asset))
+        if known is not None:
+            return known
         return self.txn.get((self.key, BALANCE, account, asset), 0)
 
     def post(self, account: str, asset: str, amount_minor: int, kind: str) -> None:
-        record = (self.key, BALANCE, account, asset)
-        txn = self.txn
-        txn.writes[record] = txn.get(record, 0) + amount_minor
+        after = self.balance(account, asset) + amount_minor
+        self.balances[(account, asset)] = after
+        self.txn.writes[(self.key, BALANCE, account, asset)] = after
         self.postings.append(Posting(account, asset, amount_minor, kind))
-        self.touched[(account, asset)] = None
 
     def transfer(self, debit: str, credit: str, asset: str, amount_minor: int, kind: str) -> None:
         """Debit one account and credit another; a negative amount is the reverse; zero posts nothing."""
@@ -102,7 +105,11 @@ class StageEngine:
         raise LedgerHalt(f"internal event {event['event_id']} could not be applied")
 
     def position_view(self, booking: Booking, market: str, user: str, position: Position) -> PositionView:
-        return PositionView(market, user, position.size, position.entry_price, position.state)
+        if position.liquidation_id is not None:
+            state = "in_liquidation"
+        else:
+            state = "reduce_only" if position.reduce_only else "healthy"
+        return PositionView(market, user, position.size, position.entry_price, state)
 
     def after_commit(self, booking: Booking) -> None:
         """Update derived in-memory structures once a write set is durable."""
@@ -208,11 +215,7 @@ class StageEngine:
 
     def _balances_after(self, booking: Booking) -> tuple[Balance, ...]:
         """The balance after the event of every account it touched, in account order."""
-        read, key = booking.txn.get, booking.key
-        return tuple(
-            Balance(account, asset, read((key, BALANCE, account, asset), 0))
-            for account, asset in sorted(booking.touched)
-        )
+        return tuple(Balance(account, asset, after) for (account, asset), after in sorted(booking.balances.items()))
 
     def _check_results(self, booking: Booking, balances: tuple[Balance, ...]) -> None:
         """Results outside decimal(38, 0) reject the whole event, last in precedence (spec §1)."""
@@ -265,9 +268,11 @@ class StageEngine:
         )
         chain_record = (CHAIN, partition)
         batch_seq, prev_hash = txn.get(chain_record) or (0, GENESIS_HASH)
-        batch = JournalBatch(self.stage, key, origin_key, booking.event["event_id"], spec.type,
-                             booking.event["ts_us"], batch_seq + 1, tuple(payload), tuple(booking.postings),
-                             balances, positions, prev_hash, "")
-        batch = batch._replace(hash=batch_hash(batch))
-        txn.put(chain_record, (batch.batch_seq, batch.hash))
-        return batch
+        batch_seq += 1
+        payload_tuple, postings = tuple(payload), tuple(booking.postings)
+        digest = link_hash(prev_hash, (self.stage, key, origin_key, batch_seq, payload_tuple, postings, balances,
+                                       positions))
+        txn.put(chain_record, (batch_seq, digest))
+        event = booking.event
+        return JournalBatch(self.stage, key, origin_key, event["event_id"], spec.type, event["ts_us"], batch_seq,
+                            payload_tuple, postings, balances, positions, prev_hash, digest)

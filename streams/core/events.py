@@ -108,6 +108,11 @@ SPECS: dict[str, EventSpec] = {
 INTERNAL_TYPES = frozenset(t for t, s in SPECS.items() if s.internal)
 
 
+def spec_for(event_type: object) -> EventSpec | None:
+    """The spec of a type name; None for anything else, including unhashable junk."""
+    return SPECS.get(event_type) if type(event_type) is str else None
+
+
 def _is_int(value: object) -> bool:
     # bool is an int subclass in Python, and never a valid amount.
     return type(value) is int
@@ -123,9 +128,9 @@ def check_envelope(event: object, trusted: bool) -> EventSpec:
     id_pattern = _INTERNAL_ID if trusted else _PRODUCER_ID
     if id_pattern.fullmatch(event_id) is None:
         raise Rejected(Reason.INVALID_EVENT, "event_id outside [A-Za-z0-9._-]{1,128}")
-    spec = SPECS.get(event.get("type"))  # type: ignore[arg-type]
+    spec = spec_for(event.get("type"))
     if spec is None:
-        raise Rejected(Reason.INVALID_EVENT, f"unknown type {event.get('type')!r}")
+        raise Rejected(Reason.INVALID_EVENT, f"unknown type {event.get('type')!r:.100}")
     if type(event.get("source")) is not str:
         raise Rejected(Reason.INVALID_EVENT, "source missing or not a string")
     if not _is_int(event.get("ts_us")):

@@ -19,10 +19,18 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 def canonical_batch(batch: JournalBatch) -> bytes:
     """The bytes a batch hash covers: where it was applied, the event, postings, balances, positions."""
+    return _canonical((batch.stage, batch.key, batch.origin_key, batch.batch_seq, batch.payload, batch.postings,
+                       batch.balances, batch.positions))
+
+
+def _canonical(body: tuple) -> bytes:
     # Tuples (named or not) encode as JSON arrays: no copies needed.
-    body = (batch.stage, batch.key, batch.origin_key, batch.batch_seq, batch.payload, batch.postings,
-            batch.balances, batch.positions)
     return _ENCODER.encode(body).encode()
+
+
+def link_hash(prev_hash: str, body: tuple) -> str:
+    """sha256(prev_hash || canonical body), body in the order of `canonical_batch`."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + _canonical(body)).hexdigest()
 
 
 def batch_hash(batch: JournalBatch) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from streams.core.account_stage import AccountStage
 from streams.core.engine import BALANCE, CHAIN, DEFAULT_DEDUP_WINDOW_US, StageEngine
-from streams.core.events import ACCOUNT, SPECS
+from streams.core.events import ACCOUNT, spec_for
 from streams.core.hashchain import GENESIS_HASH
 from streams.core.market_stage import POSITION, MarketStage
 from streams.core.model import Outcome, PositionView
@@ -28,7 +28,7 @@ class Ledger:
         self.market = MarketStage(DictStore(), dedup_window_us=dedup_window_us)
 
     def stage_for(self, event: object) -> StageEngine:
-        spec = SPECS.get(event.get("type")) if isinstance(event, dict) else None  # type: ignore[arg-type]
+        spec = spec_for(event.get("type")) if isinstance(event, dict) else None
         if spec is None or spec.stage == ACCOUNT:
             return self.account  # an unroutable event is rejected by either stage's envelope check
         return self.market

@@ -30,6 +30,8 @@ SNAPSHOT = "fs"  # (market, "fs", epoch) -> FundingSnapshot
 LIQUIDATION = "lq"  # (market, "lq", liquidation_id) -> Liquidation
 
 _MARGIN_PREFIX, _MARGIN_INFIX = "user:", ":margin:"
+# Events after which every open position of the market is re-indexed in one sort.
+_REINDEX_ALL = frozenset({"RiskParamUpdate", "FundingEpochSettle"})
 
 
 class MarketStage(StageEngine):
@@ -70,18 +72,28 @@ class MarketStage(StageEngine):
         market = self.store.get((market_id, MARKET_RECORD))
         if market is None:
             return
-        index, scale = self.risk(market_id), self.scale(market)
-        if booking.event["type"] == "RiskParamUpdate":
-            users = set(index.open_users())
-        else:
-            users = {user for _, user in booking.positions}
-            for account, _ in booking.touched:
-                if account.startswith(_MARGIN_PREFIX) and _MARGIN_INFIX in account:
-                    users.add(account[len(_MARGIN_PREFIX):account.index(_MARGIN_INFIX)])
-        store, asset = self.store, market.settlement_asset
-        for user in users:
-            position = store.get((market_id, POSITION, user), FLAT)
-            margin = store.get((market_id, BALANCE, accounts.margin(user, market_id), asset), 0)
+        index, scale, store = self.risk(market_id), self.scale(market), self.store
+        asset = market.settlement_asset
+        if booking.event["type"] in _REINDEX_ALL:  # every margin or the risk params changed
+            users = index.open_users()
+            index.rebuild((
+                (user, store.get((market_id, POSITION, user), FLAT),
+                 store.get((market_id, BALANCE, accounts.margin(user, market_id), asset), 0))
+                for user in users
+            ), market, scale)
+            return
+        # The users whose position or margin this event changed, with their values after it.
+        margins: dict[str, int] = {}
+        for (account, _), after in booking.balances.items():
+            if account.startswith(_MARGIN_PREFIX) and _MARGIN_INFIX in account:
+                margins[account[len(_MARGIN_PREFIX):account.index(_MARGIN_INFIX)]] = after
+        for _, user in booking.positions:
+            if user not in margins:
+                margins[user] = store.get((market_id, BALANCE, accounts.margin(user, market_id), asset), 0)
+        for user, margin in margins.items():
+            position = booking.positions.get((market_id, user))
+            if position is None:
+                position = store.get((market_id, POSITION, user), FLAT)
             index.update(user, position, margin, market, scale)
 
     def recover(self) -> None:
@@ -116,19 +128,18 @@ class MarketStage(StageEngine):
             maintenance = ppm_of(notional, market.maintenance_margin_ppm)
         else:  # a flat position is checked too: a negative margin is a debt to liquidate
             initial = maintenance = 0
-        updated = position
-        reduce_only = equity < initial
-        if reduce_only != position.reduce_only:
-            updated = updated._replace(reduce_only=reduce_only)
+        reduce_only, liquidation_id = equity < initial, position.liquidation_id
+        changed = reduce_only != position.reduce_only
+        if changed:
             kind = "ReduceOnlyEntered" if reduce_only else "ReduceOnlyExited"
             book.signals.append(Signal(kind, market_id, user))
-        if equity < maintenance and position.liquidation_id is None:
+        if equity < maintenance and liquidation_id is None:
             liquidation_id = f"liq:{market_id}:{user}:{book.event['event_id']}"
-            updated = updated._replace(liquidation_id=liquidation_id)
             book.txn.put((market_id, LIQUIDATION, liquidation_id), Liquidation(user, True))
             book.signals.append(Signal("LiquidationTriggered", market_id, user, liquidation_id))
-        if updated is not position:
-            put_position(book, user, updated)
+            changed = True
+        if changed:
+            put_position(book, user, Position(size, position.entry_price, reduce_only, liquidation_id))
 
 
 # Record access ------------------------------------------------------------------------------
@@ -189,7 +200,7 @@ def book_side(book: Booking, market: Market, scale: Scale, user: str, delta: int
             new_entry = entry  # a reduction keeps the entry
         else:
             new_entry = price  # a flip opens the remainder at the fill price
-    put_position(book, user, position._replace(size=new_size, entry_price=new_entry))
+    put_position(book, user, Position(new_size, new_entry, position.reduce_only, position.liquidation_id))
 
 
 # Handlers -----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ PPB = 10**9
 
 def rhe(numerator: int, denominator: int) -> int:
     """Round numerator/denominator half to even; denominator > 0."""
+    if denominator == 1:  # most markets' scales are exact: skip the division
+        return numerator
     assert denominator > 0
     quotient, remainder = divmod(numerator, denominator)  # floor division: 0 <= remainder < den
     twice = 2 * remainder

@@ -10,6 +10,8 @@ result equals a check of every position, at O(log n + k) (tests compare the two)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sortedcontainers import SortedList
 
 from streams.core.model import Market, Position
@@ -80,11 +82,32 @@ class MarketRiskIndex:
             self._lists[list_no].remove(item)
 
     def update(self, user: str, position: Position, margin: int, market: Market, scale: Scale) -> None:
-        """(Re)index a user after its position, margin, flags or the market's risk params changed."""
+        """(Re)index a user after its position, margin or flags changed."""
         self.remove(user)
+        entries = self._entries_of(user, position, margin, market, scale)
+        if entries:
+            lists = self._lists
+            for list_no, item in entries:
+                lists[list_no].add(item)
+            self._entries[user] = entries
+
+    def rebuild(self, positions: Iterable[tuple[str, Position, int]], market: Market, scale: Scale) -> None:
+        """Index every (user, position, margin) afresh with one sort per list (funding, risk params)."""
+        items: list[list[tuple[int, str]]] = [[] for _ in self._lists]
+        self._entries = {}
+        for user, position, margin in positions:
+            entries = self._entries_of(user, position, margin, market, scale)
+            if entries:
+                self._entries[user] = entries
+                for list_no, item in entries:
+                    items[list_no].append(item)
+        self._lists = [SortedList(found) for found in items]
+
+    def _entries_of(self, user: str, position: Position, margin: int, market: Market,
+                    scale: Scale) -> list[tuple[int, tuple[int, str]]]:
         size = position.size
         if size == 0:
-            return
+            return []
         # A position short of the initial margin line can never be short of the maintenance line
         # without being so too, so a position not yet reduce-only needs only its initial-margin
         # entry: it covers both signals. That keeps healthy positions (most of them) at one entry.
@@ -107,9 +130,7 @@ class MarketRiskIndex:
                 entries.append((self._SHORT_RO_OUT, (u, user)))
                 if position.liquidation_id is None:
                     entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        for list_no, item in entries:
-            self._lists[list_no].add(item)
-        self._entries[user] = entries
+        return entries
 
     def candidates(self, mark: int) -> list[str]:
         """Users whose state could differ at `mark` from their last check, in user-id order."""

@@ -19,6 +19,7 @@ class _Deleted:
 
 
 DELETED: Any = _Deleted()  # a write-set value meaning "remove this key"
+_MISSING: Any = object()
 
 
 class Store(Protocol):
@@ -65,11 +66,10 @@ class Txn:
         self.writes: dict[tuple, Any] = {}
 
     def get(self, key: tuple, default: Any = None) -> Any:
-        writes = self.writes
-        if key in writes:
-            value = writes[key]
-            return default if value is DELETED else value
-        return self._read(key, default)
+        value = self.writes.get(key, _MISSING)
+        if value is _MISSING:
+            return self._read(key, default)
+        return default if value is DELETED else value
 
     def put(self, key: tuple, value: Any) -> None:
         self.writes[key] = value

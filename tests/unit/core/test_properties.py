@@ -252,8 +252,6 @@ FUZZED_EVENT = st.fixed_dictionaries({}, optional={
 }) | ANY_VALUE
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: an unhashable `type` (a list or a dict) raises TypeError in "
-                   "Ledger.stage_for / check_envelope (SPECS.get(event.get('type'))) instead of INVALID_EVENT")
 @settings(PROPERTY, max_examples=300 * SCALE)
 @given(st.lists(FUZZED_EVENT, min_size=1, max_size=5))
 def test_ac12_fuzzed_envelopes_are_rejected_with_a_reason_never_a_crash(events: list) -> None:
