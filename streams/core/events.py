@@ -11,7 +11,7 @@ import re
 from typing import NamedTuple
 
 from streams.core.model import Reason, Rejected
-from streams.core.numbers import in_long_range, in_value_range
+from streams.core.numbers import LONG_MAX, LONG_MIN, VALUE_LIMIT
 
 ACCOUNT = "account"
 MARKET = "market"
@@ -42,10 +42,28 @@ class EventSpec(NamedTuple):
     key_field: str
     fields: tuple[tuple[str, str], ...]
     internal: bool
+    # The fields grouped by check, precomputed once: validation runs on every event.
+    field_names: tuple[str, ...]
+    strings: tuple[str, ...]
+    integers: tuple[str, ...]
+    decimals: tuple[str, ...]
+    longs: tuple[str, ...]
+    names: tuple[str, ...]  # charset-checked
 
 
 def _spec(type_: str, stage: str, key_field: str, *fields: tuple[str, str], internal: bool = False):
-    return EventSpec(type_, stage, key_field, fields, internal)
+    def named(kinds: frozenset[str]) -> tuple[str, ...]:
+        return tuple(name for name, kind in fields if kind in kinds)
+
+    return EventSpec(
+        type_, stage, key_field, fields, internal,
+        field_names=tuple(name for name, _ in fields),
+        strings=named(_STRING_KINDS),
+        integers=tuple(name for name, kind in fields if kind not in _STRING_KINDS),
+        decimals=named(_DECIMAL_KINDS),
+        longs=tuple(name for name, kind in fields if kind not in _STRING_KINDS and kind not in _DECIMAL_KINDS),
+        names=named(frozenset({ID, NAME})),
+    )
 
 
 SPECS: dict[str, EventSpec] = {
@@ -113,9 +131,20 @@ def spec_for(event_type: object) -> EventSpec | None:
     return SPECS.get(event_type) if type(event_type) is str else None
 
 
-def _is_int(value: object) -> bool:
-    # bool is an int subclass in Python, and never a valid amount.
-    return type(value) is int
+# Users, markets, assets and sources repeat across events: remember the ones already checked.
+_checked_names: set[str] = set()
+_CHECKED_NAMES_MAX = 1_000_000
+
+
+def _valid_name(value: str) -> bool:
+    if value in _checked_names:
+        return True
+    if _PRODUCER_ID.fullmatch(value) is None:
+        return False
+    if len(_checked_names) >= _CHECKED_NAMES_MAX:
+        _checked_names.clear()  # bounded: only a cache, never a source of truth
+    _checked_names.add(value)
+    return True
 
 
 def check_envelope(event: object, trusted: bool) -> EventSpec:
@@ -133,14 +162,13 @@ def check_envelope(event: object, trusted: bool) -> EventSpec:
         raise Rejected(Reason.INVALID_EVENT, f"unknown type {event.get('type')!r:.100}")
     if type(event.get("source")) is not str:
         raise Rejected(Reason.INVALID_EVENT, "source missing or not a string")
-    if not _is_int(event.get("ts_us")):
+    if type(event.get("ts_us")) is not int:
         raise Rejected(Reason.INVALID_EVENT, "ts_us missing or not an integer")
-    for name, kind in spec.fields:
-        value = event.get(name)
-        if kind in _STRING_KINDS:
-            if type(value) is not str:
-                raise Rejected(Reason.INVALID_EVENT, f"{name} missing or not a string")
-        elif not _is_int(value):
+    for name in spec.strings:
+        if type(event.get(name)) is not str:
+            raise Rejected(Reason.INVALID_EVENT, f"{name} missing or not a string")
+    for name in spec.integers:
+        if type(event.get(name)) is not int:  # bool is an int subclass, and never a valid number
             raise Rejected(Reason.INVALID_EVENT, f"{name} missing or not an integer")
     return spec
 
@@ -148,7 +176,7 @@ def check_envelope(event: object, trusted: bool) -> EventSpec:
 def event_payload(event: dict, spec: EventSpec) -> list[object]:
     """The event as the dedup store and the hash chain see it: type, id, source, time, fields."""
     values: list[object] = [spec.type, event["event_id"], event["source"], event["ts_us"]]
-    values.extend(event[name] for name, _ in spec.fields)
+    values.extend([event[name] for name in spec.field_names])
     return values
 
 
@@ -159,13 +187,13 @@ def payload_digest(payload: list[object]) -> bytes:
 
 def check_ranges(event: dict, spec: EventSpec) -> None:
     """Step 4: inputs outside decimal(38, 0) or long are VALUE_OUT_OF_RANGE."""
-    if not in_long_range(event["ts_us"]):
+    if not LONG_MIN <= event["ts_us"] <= LONG_MAX:
         raise Rejected(Reason.VALUE_OUT_OF_RANGE, "ts_us outside long")
-    for name, kind in spec.fields:
-        if kind in _DECIMAL_KINDS:
-            if not in_value_range(event[name]):
-                raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"{name} outside decimal(38, 0)")
-        elif kind not in _STRING_KINDS and not in_long_range(event[name]):
+    for name in spec.decimals:
+        if not -VALUE_LIMIT < event[name] < VALUE_LIMIT:
+            raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"{name} outside decimal(38, 0)")
+    for name in spec.longs:
+        if not LONG_MIN <= event[name] <= LONG_MAX:
             raise Rejected(Reason.VALUE_OUT_OF_RANGE, f"{name} outside long")
 
 
@@ -175,14 +203,14 @@ def check_fields(event: dict, spec: EventSpec, trusted: bool, record_key: str | 
         raise Rejected(Reason.INVALID_EVENT, f"{spec.type} is internal to the ledger")
     if record_key is not None and record_key != event[spec.key_field]:
         raise Rejected(Reason.INVALID_EVENT, f"record key differs from {spec.key_field}")
-    if _PRODUCER_ID.fullmatch(event["source"]) is None:
+    if not _valid_name(event["source"]):
         raise Rejected(Reason.INVALID_EVENT, "source outside the charset")
+    for name in spec.names:
+        if not _valid_name(event[name]):
+            raise Rejected(Reason.INVALID_EVENT, f"{name} outside [A-Za-z0-9._-]{{1,128}}")
     for name, kind in spec.fields:
         value = event[name]
-        if kind is ID or kind is NAME:
-            if _PRODUCER_ID.fullmatch(value) is None:
-                raise Rejected(Reason.INVALID_EVENT, f"{name} outside [A-Za-z0-9._-]{{1,128}}")
-        elif kind is POSITIVE:
+        if kind is POSITIVE:
             if value <= 0:
                 raise Rejected(Reason.INVALID_EVENT, f"{name} must be > 0")
         elif kind is DECIMALS:

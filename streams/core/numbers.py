@@ -27,14 +27,6 @@ def rhe(numerator: int, denominator: int) -> int:
     return quotient
 
 
-def in_value_range(value: int) -> bool:
-    return -VALUE_LIMIT < value < VALUE_LIMIT
-
-
-def in_long_range(value: int) -> bool:
-    return LONG_MIN <= value <= LONG_MAX
-
-
 class Scale:
     """Converts price x size products of one market into settlement minor units.
 
