@@ -6,7 +6,7 @@ Two parts:
    positions close to their initial-margin line in both), then small mark moves timed one by one.
    The cost of an update must not grow with the number of healthy positions. Also reports memory per
    100k open positions (tracemalloc and RSS) for those ledgers.
-2. The realistic mix of scripts/workload.py (10 markets, 100k users; ~60% fills, ~30% marks, ~10%
+2. The realistic mix of streams/workload.py (10 markets, 100k users; ~60% fills, ~30% marks, ~10%
    everything else, with liquidations, duplicates and malformed events): setup and mix timed apart,
    events/s counting the input events submitted, on the CPU time spent inside `Ledger.submit` (CPU
    time, not wall, so other load on the machine skews it less; the wall figures and the generator's
@@ -43,11 +43,8 @@ import tracemalloc
 from collections import Counter, defaultdict
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from workload import MARKETS, T0_US, Workload
-
 from streams.core.ledger import Ledger
+from streams.workload import MARKETS, T0_US, Workload
 
 TARGET_EVENTS_PER_S = 100_000
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import sys
+from collections.abc import Iterable
+from typing import TextIO
 
 from streams.replay import replay_lines, write_result
 
@@ -21,6 +25,35 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workload(args: argparse.Namespace) -> int:
+    from streams.workload import generate
+
+    events = generate(args.seed, args.events, args.markets, args.users, setup=not args.no_setup)
+    if args.output is None:
+        _write_lines(events, sys.stdout)
+    else:
+        with open(args.output, "w", encoding="utf-8") as out:
+            _write_lines(events, out)
+    return 0
+
+
+def _write_lines(events: Iterable[dict], out: TextIO) -> None:
+    for event in events:
+        out.write(json.dumps(event, separators=(",", ":")))
+        out.write("\n")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from streams.demo import print_summary, run_demo
+    from streams.workload import generate
+
+    events = list(generate(args.seed, args.events, args.markets, args.users))
+    summary = run_demo(args.bootstrap, events, partitions=args.partitions)
+    print_summary(summary)
+    dead_letters = sum(summary["dead_letters"].values())
+    return 0 if summary["matches_offline_replay"] and dead_letters == summary["not_avro"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perpledger", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -29,7 +62,26 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", required=True, help="where to write the result JSON")
     replay.add_argument("--journal", action="store_true", help="include every journal batch")
     replay.set_defaults(run=_replay)
+
+    workload = commands.add_parser("workload", help="write a seeded, realistic workload as JSON lines")
+    _workload_options(workload, events=100_000, users=100_000)
+    workload.add_argument("--no-setup", action="store_true", help="leave the setup events out")
+    workload.add_argument("--output", help="file to write (default: standard output)")
+    workload.set_defaults(run=_workload)
+
+    demo = commands.add_parser("demo", help="a sample workload through Kafka and the ledger, with a summary")
+    _workload_options(demo, events=20_000, users=2_000)
+    demo.add_argument("--bootstrap", default=os.environ.get("PERPLEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    demo.add_argument("--partitions", type=int, default=3, help="partitions of each input topic")
+    demo.set_defaults(run=_demo)
     return parser
+
+
+def _workload_options(parser: argparse.ArgumentParser, *, events: int, users: int) -> None:
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--events", type=int, default=events, help="events in the mix (after the setup)")
+    parser.add_argument("--markets", type=int, default=10)
+    parser.add_argument("--users", type=int, default=users)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ Liquidations need feedback: the generator is a driver (`Workload`) that reads th
 runs its own in-process `Ledger` for that feedback, so the events it yields reproduce exactly the same
 run when they are fed to a fresh ledger (or written to a file for `perpledger replay`):
 
-    python scripts/workload.py --seed 7 --events 100000 > events.jsonl
+    perpledger workload --seed 7 --events 100000 > events.jsonl
     perpledger replay --input events.jsonl --output result.json
 
 Driving your own ledger instead (the benchmark does this):
@@ -26,12 +26,9 @@ and is flagged by `Workload.in_setup`.
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import math
 import random
-import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -732,22 +729,3 @@ def generate(seed: int, n_events: int, n_markets: int = 10, n_users: int = 100_0
         workload.observe(ledger.submit(event))
         if setup or not in_setup:
             yield event
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write a seeded PerpLedger workload as JSON lines.")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--events", type=int, default=100_000, help="events in the mix (after the setup)")
-    parser.add_argument("--markets", type=int, default=10)
-    parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--no-setup", action="store_true", help="leave the setup events out")
-    args = parser.parse_args(argv)
-    out = sys.stdout
-    for event in generate(args.seed, args.events, args.markets, args.users, setup=not args.no_setup):
-        out.write(json.dumps(event, separators=(",", ":")))
-        out.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
