@@ -142,7 +142,8 @@ def run_demo(bootstrap: str, events: list[dict], partitions: int = 3) -> dict:
     offline = Ledger()
     for event in events:
         offline.submit(event)
-    admin.delete_topics(topics)
+    for future in admin.delete_topics(topics, operation_timeout=10).values():
+        future.result(timeout=15)  # no callback left pending when the client goes away
     return {
         "produced": produced, "not_avro": not_avro, "produce_s": produce_s, "read_back": len(decoded), "read_s": read_s,
         "dead_letters": dict(dead_letters), "apply_s": apply_s, "outcomes": dict(sorted(outcomes.items())),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -45,5 +47,16 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[
 
     yield make
     if created:
-        # Not waited for: names are unique, so a slow deletion cannot disturb a later test.
-        admin.delete_topics(created, operation_timeout=10)
+        for future in admin.delete_topics(created, operation_timeout=10).values():
+            # Waited for, so no callback of this client is still pending in librdkafka's threads.
+            with contextlib.suppress(Exception):
+                future.result(timeout=15)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_in_the_main_thread() -> Iterator[None]:
+    """A Kafka client left in a reference cycle must not be collected by a collection that happens
+    to run on a librdkafka callback thread: librdkafka aborts the process when a client is destroyed
+    from its own thread. Collecting after every test keeps such collections on the main thread."""
+    yield
+    gc.collect()
