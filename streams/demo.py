@@ -21,24 +21,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.codec import Codec, DecodeError, EncodeError
-from streams.core.events import ACCOUNT, spec_for
 from streams.core.ledger import Ledger
+from streams.topics import ACCOUNT_EVENTS, MARKET_EVENTS, input_topic_and_key
 
-ACCOUNT_TOPIC = "ledger.account-events"
-MARKET_TOPIC = "ledger.market-events"
 # The producers' global order, restored on read-back so the run compares with an offline replay.
 ORDER_HEADER = "perpledger-demo-seq"
 _POLL_TIMEOUT_S = 1.0
 _READ_DEADLINE_S = 120.0
-
-
-def topic_and_key(event: dict) -> tuple[str, str]:
-    """The input topic and record key of a producer's event (ledger-spec §3)."""
-    spec = spec_for(event.get("type"))
-    if spec is None:
-        return ACCOUNT_TOPIC, ""
-    key = event.get(spec.key_field)
-    return ACCOUNT_TOPIC if spec.stage == ACCOUNT else MARKET_TOPIC, key if isinstance(key, str) else ""
 
 
 def encode_or_raw(codec: Codec, event: dict) -> tuple[bytes, bool]:
@@ -64,7 +53,7 @@ def produce(bootstrap: str, events: Iterable[dict], suffix: str, codec: Codec) -
 
     count = raw = 0
     for seq, event in enumerate(events):
-        topic, key = topic_and_key(event)
+        topic, key = input_topic_and_key(event)
         value, is_avro = encode_or_raw(codec, event)
         raw += not is_avro
         while True:
@@ -120,7 +109,7 @@ def read_back(bootstrap: str, topics: list[str], codec: Codec) -> tuple[list[dic
 
 def run_demo(bootstrap: str, events: list[dict], partitions: int = 3) -> dict:
     suffix = f".demo-{uuid.uuid4().hex[:8]}"
-    topics = [ACCOUNT_TOPIC + suffix, MARKET_TOPIC + suffix]
+    topics = [ACCOUNT_EVENTS + suffix, MARKET_EVENTS + suffix]
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
         future.result(timeout=30)
