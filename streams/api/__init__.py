@@ -1,0 +1,1 @@
+"""The HTTP API: authentication and authorization rules (`streams.api.auth`)."""
