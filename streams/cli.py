@@ -54,6 +54,54 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary["matches_offline_replay"] and dead_letters == summary["not_avro"] else 1
 
 
+def _token(args: argparse.Namespace) -> int:
+    import time
+
+    from streams.api.auth import mint_token, secret_from_env
+
+    try:
+        secret = secret_from_env()
+    except ValueError as error:
+        print(f"perpledger token: {error} (set it to a random secret of at least 32 bytes)", file=sys.stderr)
+        return 2
+    try:
+        print(mint_token(secret, args.subject, args.role, now_s=time.time(), ttl_s=args.ttl_s))
+    except ValueError as error:
+        print(f"perpledger token: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from faust import Worker
+
+    from streams.app.config import Settings
+    from streams.app.worker import Ledger
+    from streams.topics import ensure_topics
+
+    settings = Settings.from_env()
+    ensure_topics(settings.bootstrap, settings.partitions)
+    ledger = Ledger(settings)
+    Worker(ledger.app, loglevel=args.log_level).execute_from_commandline()
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streams.codec import ConfluentSchemaRegistry
+    from streams.producer import EventProducer, print_lines_summary, send_lines
+
+    try:
+        registry = ConfluentSchemaRegistry({"url": args.registry_url}) if args.registry_url else None
+        with open(args.input, encoding="utf-8", errors="replace") as lines:
+            producer = EventProducer(args.bootstrap, registry=registry, topic_suffix=args.topic_suffix)
+            summary = send_lines(producer, lines, flush_timeout_s=args.timeout_s)
+    except (OSError, ImportError) as error:
+        print(f"perpledger produce: {error}", file=sys.stderr)
+        return 2
+    print_lines_summary(summary)
+    return 0 if summary.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="perpledger", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", required=True, help="where to write the result JSON")
     replay.add_argument("--journal", action="store_true", help="include every journal batch")
     replay.set_defaults(run=_replay)
+
+    worker = commands.add_parser("worker", help="run a ledger worker (settings from PERPLEDGER_* variables)")
+    worker.add_argument("--log-level", default=os.environ.get("PERPLEDGER_LOG_LEVEL", "info"))
+    worker.set_defaults(run=_worker)
 
     workload = commands.add_parser("workload", help="write a seeded, realistic workload as JSON lines")
     _workload_options(workload, events=100_000, users=100_000)
@@ -74,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--bootstrap", default=os.environ.get("PERPLEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     demo.add_argument("--partitions", type=int, default=3, help="partitions of each input topic")
     demo.set_defaults(run=_demo)
+
+    produce = commands.add_parser("produce", help="send a JSON-lines file of events to the input topics (Avro)")
+    produce.add_argument("--input", required=True, help="events, one JSON object per line (as for replay)")
+    produce.add_argument("--bootstrap", default=os.environ.get("PERPLEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    produce.add_argument("--topic-suffix", default="", help="appended to both input topic names")
+    produce.add_argument("--registry-url", help="a Confluent schema registry: its wire format, not single-object")
+    produce.add_argument("--timeout-s", type=float, default=60.0, help="how long to wait for acknowledgements")
+    produce.set_defaults(run=_produce)
+
+    token = commands.add_parser("token", help="mint an API bearer token (secret from PERPLEDGER_JWT_SECRET)")
+    token.add_argument("--role", required=True, choices=["user", "producer", "admin"])
+    token.add_argument("--subject", required=True, help="for a user token, the user id")
+    token.add_argument("--ttl-s", type=int, default=3600, help="seconds the token is valid")
+    token.set_defaults(run=_token)
     return parser
 
 

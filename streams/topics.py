@@ -19,3 +19,29 @@ def input_topic_and_key(event: dict) -> tuple[str, str]:
         return ACCOUNT_EVENTS, ""
     key = event.get(spec.key_field)
     return ACCOUNT_EVENTS if spec.stage == ACCOUNT else MARKET_EVENTS, key if isinstance(key, str) else ""
+
+
+def ensure_topics(bootstrap: str, partitions: int, *, timeout_s: float = 30.0) -> None:
+    """Create the ledger's topics with `partitions` partitions if missing; refuse a mismatch.
+
+    The two input topics and the tables' changelogs must agree on the partition count (a key's
+    state lives in the partition its events arrive on), so a topic created with another count, for
+    example by a broker's auto-creation, is an error to fix, not something to work around.
+    """
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = (ACCOUNT_EVENTS, MARKET_EVENTS, JOURNAL, REJECTIONS, SIGNALS, DLQ)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    wrong = {n: len(existing[n].partitions) for n in (ACCOUNT_EVENTS, MARKET_EVENTS)
+             if n in existing and len(existing[n].partitions) != partitions}
+    if wrong:
+        raise SystemExit(f"input topics have the wrong partition count (want {partitions}): {wrong}")
+    missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    if missing:
+        for name, future in admin.create_topics(missing).items():
+            try:
+                future.result(timeout=timeout_s)
+            except Exception as error:  # created meanwhile by another worker: fine if it now exists
+                if name not in admin.list_topics(timeout=timeout_s).topics:
+                    raise SystemExit(f"cannot create topic {name}: {error}") from error

@@ -1,0 +1,49 @@
+"""Worker settings, from the environment (every name is documented in the README)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from streams.core.engine import DEFAULT_DEDUP_WINDOW_US
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap: str
+    app_id: str
+    partitions: int
+    data_dir: Path
+    web_host: str
+    web_port: int
+    internal_key: bytes  # HMAC key of internal events: only workers hold it
+    jwt_secret: bytes
+    dedup_window_us: int
+    rocksdb_block_cache_bytes: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        internal_key = _env("PERPLEDGER_INTERNAL_KEY", "")
+        if len(internal_key) < 32:
+            raise SystemExit("PERPLEDGER_INTERNAL_KEY must be set to at least 32 bytes (the workers' HMAC key)")
+        settings = cls(
+            bootstrap=_env("PERPLEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
+            app_id=_env("PERPLEDGER_APP_ID", "perpledger"),
+            partitions=int(_env("PERPLEDGER_PARTITIONS", "6")),
+            data_dir=Path(_env("PERPLEDGER_DATA_DIR", ".run/worker")),
+            web_host=_env("PERPLEDGER_WEB_HOST", "127.0.0.1"),
+            web_port=int(_env("PERPLEDGER_WEB_PORT", "6066")),
+            internal_key=internal_key.encode(),
+            jwt_secret=_env("PERPLEDGER_JWT_SECRET", "").encode(),
+            dedup_window_us=int(_env("PERPLEDGER_DEDUP_WINDOW_US", str(DEFAULT_DEDUP_WINDOW_US))),
+            # Faust's default is 2 GiB per partition: far too much for 6 partitions on a small box.
+            rocksdb_block_cache_bytes=int(_env("PERPLEDGER_ROCKSDB_BLOCK_CACHE_BYTES", str(16 * 2**20))),
+            log_level=_env("PERPLEDGER_LOG_LEVEL", "info"),
+        )
+        return replace(settings, **overrides)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Operators' tools: reading topics back, rebuilding and comparing hash chains."""
