@@ -82,6 +82,7 @@ class Outputs:
     rejections: dict[tuple[str, int, int], str] = field(default_factory=dict)  # (topic, partition, offset)
     dead_letters: set[tuple[str, int, int]] = field(default_factory=set)
     conflicts: list[str] = field(default_factory=list)  # copies of one output that differ
+    copies: int = 0  # journal batches seen more than once (sent again after a restart)
 
 
 def expected_outputs(bootstrap: str, internal_key: bytes, dedup_window_us: int) -> Outputs:
@@ -115,8 +116,12 @@ def _collect(into: Outputs, *, stage_of_journal: str | None, topic: str, value: 
     if topic == JOURNAL:
         batch = codec.decode(value)
         chain = into.chains.setdefault((batch["stage"], batch["input_partition"]), {})
-        known = chain.setdefault(batch["batch_seq"], batch["hash"])
-        if known != batch["hash"]:
+        known = chain.get(batch["batch_seq"])
+        if known is None:
+            chain[batch["batch_seq"]] = batch["hash"]
+        elif known == batch["hash"]:
+            into.copies += 1
+        else:
             into.conflicts.append(f"{batch['stage']}-{batch['input_partition']} #{batch['batch_seq']}")
     elif topic == REJECTIONS:
         rejection = codec.decode(value)
