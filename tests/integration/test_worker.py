@@ -15,6 +15,7 @@ from streams.demo import produce
 from streams.ops.chains import written_outputs
 from streams.topics import JOURNAL
 from streams.workload import generate
+from tests import kafka_broker
 from tests.integration.worker_harness import (
     WorkerProcess,
     fresh_topics,
@@ -57,7 +58,7 @@ def test_sigkill_at_random_moments_applies_every_input_exactly_once(kafka_bootst
             if kills % 3 == 0:  # a replacement on another machine: state only from the changelog
                 worker.env["PERPLEDGER_DATA_DIR"] = str(tmp_path / f"data-{kills}")
         worker.start()
-        wait_caught_up(kafka_bootstrap, app_id, timeout_s=240)
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=240, workers=(worker,))
     finally:
         worker.stop()
     assert kills == 10
@@ -66,3 +67,64 @@ def test_sigkill_at_random_moments_applies_every_input_exactly_once(kafka_bootst
     assert sum(len(chain) for chain in written.chains.values()) > 5_000
     # the kills did hit work in flight: outputs of applied inputs were sent again after a restart
     assert written.copies > 0
+
+
+def test_two_workers_share_partitions_and_a_survivor_takes_over(kafka_bootstrap: str, tmp_path: Path) -> None:
+    fresh_topics(kafka_bootstrap, PARTITIONS)
+    _produce(kafka_bootstrap, _workload(seed=12, n_events=4_000))
+    app_id = f"pair-{uuid.uuid4().hex[:6]}"
+    first = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "a", 16067, tmp_path / "a.log")
+    second = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "b", 16068, tmp_path / "b.log")
+    try:
+        first.start()
+        second.start()
+        wait_for_progress(kafka_bootstrap, JOURNAL, 0, timeout_s=120)
+        time.sleep(2.0)
+        second.kill()  # its partitions move to the first worker, restored from the changelog
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=240, workers=(first,))
+    finally:
+        first.stop()
+        second.stop()
+    assert verify(kafka_bootstrap) is None
+
+
+def test_ac40_a_fresh_app_replaying_from_offset_0_writes_the_same_batches(kafka_bootstrap: str,
+                                                                           tmp_path: Path) -> None:
+    fresh_topics(kafka_bootstrap, PARTITIONS)
+    _produce(kafka_bootstrap, _workload(seed=13, n_events=2_000))
+    for run in ("live", "replay"):
+        worker = WorkerProcess(kafka_bootstrap, f"{run}-{uuid.uuid4().hex[:6]}", PARTITIONS, tmp_path / run,
+                               16069, tmp_path / f"{run}.log")
+        try:
+            worker.start()
+            wait_caught_up(kafka_bootstrap, worker.env["PERPLEDGER_APP_ID"], timeout_s=240, workers=(worker,))
+        finally:
+            worker.stop()
+    written = written_outputs(kafka_bootstrap)
+    # the replay wrote every batch a second time, identical (no conflicting copy)
+    assert written.conflicts == []
+    assert written.copies >= sum(len(chain) for chain in written.chains.values())
+    assert verify(kafka_bootstrap) is None
+
+
+def test_a_broker_restart_mid_run_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    if kafka_broker.bootstrap_from_env():
+        pytest.skip("the broker is external: this test restarts the local one")
+    fresh_topics(kafka_bootstrap, PARTITIONS)
+    _produce(kafka_bootstrap, _workload(seed=14, n_events=6_000))
+    app_id = f"restart-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "w", 16070, tmp_path / "w.log")
+    try:
+        worker.start()
+        wait_for_progress(kafka_bootstrap, JOURNAL, 0, timeout_s=120)
+        kafka_broker.stop()
+        time.sleep(3.0)
+        kafka_broker.start()
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=300)
+        if not worker.alive():  # a worker may give up while the broker is away; its replacement resumes
+            worker.process = None
+            worker.start()
+            wait_caught_up(kafka_bootstrap, app_id, timeout_s=300)
+    finally:
+        worker.stop()
+    assert verify(kafka_bootstrap) is None

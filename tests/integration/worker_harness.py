@@ -55,7 +55,8 @@ class WorkerProcess:
         assert self.process is None
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
         self.process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/perpledger"), "worker", "--log-level", "warning"],
+            [str(ROOT / ".venv/bin/perpledger"), "worker", "--log-level",
+             os.environ.get("PERPLEDGER_TEST_WORKER_LOG_LEVEL", "warning")],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -116,10 +117,14 @@ def wait_for_progress(bootstrap: str, topic: str, beyond: int, timeout_s: float)
     return end
 
 
-def wait_caught_up(bootstrap: str, app_id: str, timeout_s: float, stable_polls: int = 3) -> None:
-    """Until nothing is left to consume for a few polls in a row (internal events arrive late)."""
+def wait_caught_up(bootstrap: str, app_id: str, timeout_s: float, stable_polls: int = 3,
+                   workers: tuple[WorkerProcess, ...] = ()) -> None:
+    """Until nothing is left to consume for a few polls in a row (internal events arrive late).
+    Fails at once if one of `workers` died."""
     deadline, quiet = time.monotonic() + timeout_s, 0
     while quiet < stable_polls:
+        for worker in workers:
+            assert worker.alive(), f"worker died: {worker.log_path.read_text(errors='replace')[-2000:]}"
         assert time.monotonic() < deadline, f"workers did not catch up: lag {lag(bootstrap, app_id)}"
         quiet = quiet + 1 if lag(bootstrap, app_id) == 0 else 0
         time.sleep(1.0)
