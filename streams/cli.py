@@ -76,13 +76,20 @@ def _worker(args: argparse.Namespace) -> int:
     from faust import Worker
 
     from streams.app.config import Settings
+    from streams.app.jsonlog import logging_config
     from streams.app.worker import Ledger
     from streams.topics import ensure_topics
 
     settings = Settings.from_env()
     ensure_topics(settings.bootstrap, settings.partitions)
     ledger = Ledger(settings)
-    Worker(ledger.app, loglevel=args.log_level).execute_from_commandline()
+    # JSON lines on stderr (PERPLEDGER_LOG_FORMAT=text for people). Nothing else: no start-up banner
+    # (quiet) and no progress spinner (its terminal escapes would land between the lines); anything
+    # printed goes through logging too (Faust redirects stdout).
+    worker = Worker(ledger.app, loglevel=args.log_level, quiet=True,
+                    logging_config=logging_config(args.log_level, log_format=settings.log_format))
+    worker.spinner = None
+    worker.execute_from_commandline()
     return 0
 
 

@@ -26,6 +26,13 @@ class Settings:
     dedup_window_us: int
     rocksdb_block_cache_bytes: int
     log_level: str
+    # HTTP API (streams/api/http.py; README "HTTP API").
+    canonical_url: str  # how other workers reach this one's web server; "" = http://{web_host}:{web_port}
+    api_timeout_s: float  # how long POST /v1/events waits for the outcome (504 after)
+    api_max_body_bytes: int
+    recent_outcomes: int  # outcomes kept in memory for GET /v1/events and duplicate POSTs, in total
+    recent_outcomes_per_type: int  # ... and per (stage, key, event type)
+    log_format: str  # json | text
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -45,5 +52,11 @@ class Settings:
             # Faust's default is 2 GiB per partition: far too much for 6 partitions on a small box.
             rocksdb_block_cache_bytes=int(_env("PERPLEDGER_ROCKSDB_BLOCK_CACHE_BYTES", str(16 * 2**20))),
             log_level=_env("PERPLEDGER_LOG_LEVEL", "info"),
+            canonical_url=_env("PERPLEDGER_CANONICAL_URL", ""),
+            api_timeout_s=float(_env("PERPLEDGER_API_TIMEOUT_S", "10")),
+            api_max_body_bytes=int(_env("PERPLEDGER_API_MAX_BODY_BYTES", str(64 * 1024))),
+            recent_outcomes=int(_env("PERPLEDGER_API_RECENT_OUTCOMES", "50000")),
+            recent_outcomes_per_type=int(_env("PERPLEDGER_API_RECENT_PER_TYPE", "64")),
+            log_format=_env("PERPLEDGER_LOG_FORMAT", "json"),
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]

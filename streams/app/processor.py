@@ -33,6 +33,7 @@ from streams.app.statecodec import decode_key, decode_value, encode_key, encode_
 from streams.codec import Codec, DecodeError
 from streams.core.engine import StageEngine
 from streams.core.events import spec_for
+from streams.core.model import Outcome
 from streams.core.store import DELETED, DictStore
 
 INTENT_PREFIX = b"~intent:"
@@ -85,6 +86,11 @@ class PartitionProcessor:
         self.engine: StageEngine | None = None
         self.applied_through = -1  # the highest input offset whose intent exists
         self._intents: deque[int] = deque()  # offsets of intents not yet known committed, ascending
+        # What the last `process` call did, for observers (metrics, logs, the HTTP API); all None
+        # when it skipped a record applied before a restart.
+        self.last_outcome: Outcome | None = None
+        self.last_event: dict | None = None
+        self.last_error: DecodeError | None = None  # the record went to the dead-letter topic
 
     def load(self) -> list[Output]:
         """Rebuild state from the table, finish half-applied events; the outputs to send again."""
@@ -111,6 +117,7 @@ class PartitionProcessor:
         """Apply one input record; the outputs to send. A record seen before a restart sends nothing:
         its outputs went out again from `load`."""
         assert self.engine is not None, "load() first"
+        self.last_outcome = self.last_event = self.last_error = None
         if offset <= self.applied_through:
             return []
         source = InputCoordinates(self.topic, self.partition, offset)
@@ -119,6 +126,7 @@ class PartitionProcessor:
             event = self.codec.decode(value)
         except DecodeError as error:
             outputs = [dead_letter(source, key, value or b"", error.kind, error.message, self.codec)]
+            self.last_error = error
         else:
             spec = spec_for(event.get("type"))
             trusted = spec is not None and spec.internal and internal_auth.is_authentic(event, self.internal_key)
@@ -126,6 +134,7 @@ class PartitionProcessor:
             outcome = self.engine.apply(event, trusted=trusted, record_key=record_key or "",
                                         partition=self.partition)
             outputs = outputs_of(outcome, event, source, self.codec, self.internal_key)
+            self.last_outcome, self.last_event = outcome, event
             writes = [(encode_key(k), None if v is DELETED else encode_value(v)) for k, v in outcome.writes.items()]
         self.table.set(intent_key(offset), _encode_intent(writes, outputs))
         self._write(writes)

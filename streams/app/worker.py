@@ -5,18 +5,25 @@ scale with partitions and workers instead) and hands every record to the `Partit
 its partition, which owns the effectively-once protocol. The processors hold the state of their
 partitions in memory, loaded from the table on the first record after an assignment, and are
 dropped when the partition is revoked.
+
+Observers (metrics, logs, the HTTP API) are called after each record's outputs are handed to the
+producer, with a `Processed` that points at the processor's `last_outcome`; an observer that
+fails is logged and never stops the agent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
 
 import faust
 from faust.types import TP
 
+from streams.api.http import HttpApi
 from streams.app.config import Settings
+from streams.app.metrics import Metrics
 from streams.app.outputs import Output
 from streams.app.processor import PartitionProcessor
 from streams.codec import Codec
@@ -58,6 +65,21 @@ class FaustPartitionTable:
         return iter(db.items())
 
 
+class Processed(NamedTuple):
+    """One input record, processed and its outputs handed to the producer (for observers)."""
+
+    stage: str
+    topic: str
+    partition: int
+    offset: int
+    processor: PartitionProcessor  # its last_outcome / last_event / last_error describe this record
+    outputs: list[Output]
+    apply_s: float  # time in `process`: the core, the intent and the state writes
+
+
+Observer = Callable[[Processed], None]
+
+
 class Ledger:
     """The running ledger: the Faust app, its topics, tables, agents and partition processors."""
 
@@ -80,15 +102,28 @@ class Ledger:
             table_standby_replicas=0,
             # Changelog partitions are restored in full on recovery: no standby replicas to catch up.
             stream_wait_empty=False,
+            # Faust's own pages would serve table contents and routing metadata without
+            # authentication: only the ledger's API (streams/api/http.py) is served.
+            web_tables_enabled=False,
+            web_router_enabled=False,
+            web_stats_enabled=False,
+            web_graph_enabled=False,
+            web_application_options={"client_max_size": settings.api_max_body_bytes},
+            **({"canonical_url": settings.canonical_url} if settings.canonical_url else {}),
         )
+        self.metrics = Metrics()
+        self.observers: list[Observer] = [self._observe_metrics, _log_outcome]
         self.output_topics = {
             name: self.app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
             for name in (JOURNAL, REJECTIONS, SIGNALS, DLQ, ACCOUNT_EVENTS, MARKET_EVENTS)
         }
         self.processors: dict[str, dict[int, PartitionProcessor]] = {}
+        self.tables: dict[str, faust.Table] = {}
         for stage, topic_name, engine in STAGES:
             self._add_stage(stage, topic_name, engine)
         self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        self._add_gauges()
+        self.api = HttpApi(self)
 
     def _add_stage(self, stage: str, topic_name: str, engine: type[StageEngine]) -> None:
         settings = self.settings
@@ -97,6 +132,7 @@ class Ledger:
             options={"block_cache_size": settings.rocksdb_block_cache_bytes,
                      "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4},
         )
+        self.tables[stage] = table
         processors: dict[int, PartitionProcessor] = {}
         self.processors[stage] = processors
         consumer_topic = self.output_topics[topic_name]
@@ -109,9 +145,18 @@ class Ledger:
                     processor = PartitionProcessor(
                         engine, topic_name, message.partition, FaustPartitionTable(table, message.partition),
                         self.codec, settings.internal_key, settings.dedup_window_us)
-                    await self._send(processor.load())
+                    resend = processor.load()
+                    await self._send(resend)
                     processors[message.partition] = processor
-                await self._send(processor.process(message.offset, message.key, message.value))
+                    log.info("partition loaded", extra={"stage": stage, "partition": message.partition,
+                                                        "applied_through": processor.applied_through,
+                                                        "outputs_resent": len(resend)})
+                started = time.perf_counter()
+                outputs = processor.process(message.offset, message.key, message.value)
+                apply_s = time.perf_counter() - started
+                await self._send(outputs)
+                self._notify(Processed(stage, topic_name, message.partition, message.offset, processor, outputs,
+                                       apply_s))
                 committed = self.app.consumer._committed_offset.get(message.tp)
                 if committed is not None:
                     processor.forget_committed(committed)
@@ -129,3 +174,92 @@ class Ledger:
             for tp in revoked:
                 if tp.topic == topic_name:
                     self.processors[stage].pop(tp.partition, None)
+
+    # Observers -----------------------------------------------------------------------------------
+
+    def _notify(self, processed: Processed) -> None:
+        for observer in self.observers:
+            try:
+                observer(processed)
+            except Exception:
+                log.exception("observer failed", extra={"stage": processed.stage, "partition": processed.partition,
+                                                        "offset": processed.offset})
+
+    def _observe_metrics(self, processed: Processed) -> None:
+        processor = processed.processor
+        error = processor.last_error
+        self.metrics.observe(processed.stage, processor.last_outcome, None if error is None else error.kind,
+                             processed.apply_s, time.time())
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once the tables are recovered and no rebalance or recovery is under way."""
+        app = self.app
+        if not app.tables.recovery.completed.is_set():
+            return False, "recovering"
+        if app.rebalancing:
+            return False, "rebalancing"
+        if app.in_recovery:
+            return False, "recovering"
+        return True, "ready"
+
+    def _add_gauges(self) -> None:
+        metrics = self.metrics
+        metrics.add_gauge("perpledger_ready", "1 once tables are recovered and no rebalance is under way", (),
+                          lambda: [((), 1.0 if self.ready()[0] else 0.0)])
+        metrics.add_gauge("perpledger_consumer_lag", "Input records not yet applied, per input partition",
+                          ("stage", "partition"), self._lag_samples)
+        metrics.add_gauge("perpledger_state_records", "Records in a partition's state (its table, in memory)",
+                          ("stage", "partition"), self._size_samples)
+
+    def _lag_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        try:
+            consumer = self.app.consumer
+            assignment = consumer.assignment()
+        except Exception:  # not started yet
+            return []
+        samples = []
+        for stage, topic_name, _ in STAGES:
+            for tp in sorted(tp for tp in assignment if tp.topic == topic_name):
+                try:
+                    highwater = consumer.highwater(tp)
+                except Exception:
+                    highwater = None
+                if highwater is None:
+                    continue
+                processor = self.processors[stage].get(tp.partition)
+                if processor is not None:
+                    position = processor.applied_through + 1
+                else:
+                    position = consumer._committed_offset.get(tp) or 0
+                samples.append(((stage, str(tp.partition)), float(max(0, highwater - position))))
+        return samples
+
+    def _size_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        samples = []
+        for stage, processors in self.processors.items():
+            for partition, processor in sorted(processors.items()):
+                store = getattr(processor.engine, "store", None)
+                data = getattr(store, "data", None)
+                if data is not None:
+                    samples.append(((stage, str(partition)), float(len(data))))
+        return samples
+
+
+def _log_outcome(processed: Processed) -> None:
+    """A log line for every rejection, dead letter and signal."""
+    processor = processed.processor
+    where = {"stage": processed.stage, "partition": processed.partition, "offset": processed.offset}
+    error = processor.last_error
+    if error is not None:
+        log.warning("dead letter", extra={**where, "error_kind": error.kind, "error": error.message})
+    outcome = processor.last_outcome
+    if outcome is None:
+        return
+    if outcome.status == "rejected":
+        log.info("event rejected", extra={**where, "event_id": outcome.event_id, "event_type": outcome.event_type,
+                                          "key": outcome.key, "reason": outcome.reason, "detail": outcome.detail})
+    for signal in outcome.signals:
+        level = logging.WARNING if signal.type in ("DeficitUncovered", "LiquidationTriggered") else logging.INFO
+        log.log(level, "signal", extra={**where, "event_id": outcome.event_id, "signal_type": signal.type,
+                                        "market": signal.market, "user": signal.user,
+                                        "liquidation_id": signal.liquidation_id, "amount": signal.amount})
