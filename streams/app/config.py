@@ -25,6 +25,7 @@ class Settings:
     jwt_secret: bytes
     dedup_window_us: int
     rocksdb_block_cache_bytes: int
+    session_timeout_s: float
     log_level: str
     # HTTP API (streams/api/http.py; README "HTTP API").
     canonical_url: str  # how other workers reach this one's web server; "" = http://{web_host}:{web_port}
@@ -51,6 +52,7 @@ class Settings:
             dedup_window_us=int(_env("PERPLEDGER_DEDUP_WINDOW_US", str(DEFAULT_DEDUP_WINDOW_US))),
             # Faust's default is 2 GiB per partition: far too much for 6 partitions on a small box.
             rocksdb_block_cache_bytes=int(_env("PERPLEDGER_ROCKSDB_BLOCK_CACHE_BYTES", str(16 * 2**20))),
+            session_timeout_s=float(_env("PERPLEDGER_SESSION_TIMEOUT_S", "15")),
             log_level=_env("PERPLEDGER_LOG_LEVEL", "info"),
             canonical_url=_env("PERPLEDGER_CANONICAL_URL", ""),
             api_timeout_s=float(_env("PERPLEDGER_API_TIMEOUT_S", "10")),

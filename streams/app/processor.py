@@ -53,8 +53,12 @@ class PartitionTable(Protocol):
         ...
 
 
-def intent_key(offset: int) -> bytes:
-    return INTENT_PREFIX + b"%020d" % offset  # zero-padded: key order is offset order
+def intent_key(partition: int, offset: int) -> bytes:
+    """Unique across partitions, not only within one: Faust's RocksDB store looks a key up, and
+    deletes it, in whichever partition's database its key index points to, so a key shared by two
+    partitions (offset 7 of partition 0 and of partition 1) would let one partition delete the
+    other's intent."""
+    return INTENT_PREFIX + b"%d:%020d" % (partition, offset)
 
 
 def _encode_intent(writes: list[tuple[bytes, bytes | None]], outputs: list[Output]) -> bytes:
@@ -98,7 +102,9 @@ class PartitionProcessor:
         intents: dict[int, bytes] = {}
         for key, value in self.table.items():
             if key.startswith(INTENT_PREFIX):
-                intents[int(key[len(INTENT_PREFIX):])] = value
+                partition, offset = key[len(INTENT_PREFIX):].split(b":")
+                assert int(partition) == self.partition, "an intent of another partition in this one"
+                intents[int(offset)] = value
             elif not key.startswith(_FAUST_PREFIX):
                 store.data[decode_key(key)] = decode_value(value)
         resend: list[Output] = []
@@ -136,7 +142,7 @@ class PartitionProcessor:
             outputs = outputs_of(outcome, event, source, self.codec, self.internal_key)
             self.last_outcome, self.last_event = outcome, event
             writes = [(encode_key(k), None if v is DELETED else encode_value(v)) for k, v in outcome.writes.items()]
-        self.table.set(intent_key(offset), _encode_intent(writes, outputs))
+        self.table.set(intent_key(self.partition, offset), _encode_intent(writes, outputs))
         self._write(writes)
         self._intents.append(offset)
         self.applied_through = offset
@@ -146,7 +152,7 @@ class PartitionProcessor:
         """Delete the intents of inputs below the committed offset: their outputs are durable."""
         intents = self._intents
         while intents and intents[0] < committed_offset:
-            self.table.delete(intent_key(intents.popleft()))
+            self.table.delete(intent_key(self.partition, intents.popleft()))
 
     def _write(self, writes: list[tuple[bytes, bytes | None]]) -> None:
         table = self.table

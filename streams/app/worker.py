@@ -98,6 +98,10 @@ class Ledger:
             web_host=settings.web_host,
             web_port=settings.web_port,
             producer_acks=-1,
+            # A worker that dies is noticed after this long and its partitions move (Faust's
+            # default, 60 s, is a minute of stalled partitions per crash).
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
             # Changelog partitions are restored in full on recovery: no standby replicas to catch up.
