@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -47,22 +48,46 @@ class FaustPartitionTable:
     def __init__(self, table: faust.Table, partition: int) -> None:
         self._table = table
         self._partition = partition
+        # Delivery futures of the changelog messages written since the last `take_sent`.
+        self._sent: list[Any] = []
 
     def get(self, key: bytes) -> bytes | None:
         return self._table.get(key)
 
     def set(self, key: bytes, value: bytes) -> None:
-        self._table[key] = value  # also sent to the changelog partition of the current event
+        # What `table[key] = value` does, keeping the changelog message's delivery future: the
+        # input record is acknowledged only once Kafka has acknowledged every one of them.
+        self._table.data[key] = value
+        self._sent.append(self._table.send_changelog(self._partition, key, value))
 
     def delete(self, key: bytes) -> None:
-        if key in self._table:
-            del self._table[key]
+        if key in self._table.data:
+            del self._table.data[key]
+        self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
+
+    def take_sent(self) -> list[Any]:
+        sent, self._sent = self._sent, []
+        return sent
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
         # (the public iteration covers every assigned partition).
         db = self._table.data._db_for_partition(self._partition)
         return iter(db.items())
+
+
+def ack_durable(unacked: deque[tuple[Any, list[Any]]]) -> None:
+    """Acknowledge, in order, the input records whose changelog writes and outputs Kafka acknowledged."""
+    while unacked:
+        event, futures = unacked[0]
+        if not all(future.done() for future in futures):
+            return
+        for future in futures:
+            if future.exception() is not None:  # a record not written: stop rather than commit past it
+                raise RuntimeError(f"a changelog write or output failed: {future.exception()!r}")
+        unacked.popleft()
+        if event is not None:
+            event.ack()
 
 
 class Processed(NamedTuple):
@@ -122,10 +147,14 @@ class Ledger:
             for name in (JOURNAL, REJECTIONS, SIGNALS, DLQ, ACCOUNT_EVENTS, MARKET_EVENTS)
         }
         self.processors: dict[str, dict[int, PartitionProcessor]] = {}
+        self._unacked: list[deque[tuple[Any, list[Any]]]] = []
         self.tables: dict[str, faust.Table] = {}
         for stage, topic_name, engine in STAGES:
             self._add_stage(stage, topic_name, engine)
         self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        # Records whose effects are not all acknowledged yet are acknowledged as soon as they are,
+        # also when no new record arrives to trigger it.
+        self.app.timer(interval=0.1, name="ack-durable")(self._ack_durable_records)
         self._add_gauges()
         self.api = HttpApi(self)
 
@@ -141,8 +170,15 @@ class Ledger:
         self.processors[stage] = processors
         consumer_topic = self.output_topics[topic_name]
 
+        unacked: deque[tuple[Any, list[Any]]] = deque()
+        self._unacked.append(unacked)
+
         async def run(stream: Any) -> None:
-            async for event in stream.events():
+            # Input records are acknowledged by hand (`noack`): only once the changelog writes and
+            # the outputs they caused are acknowledged by Kafka, so Faust never commits an offset
+            # whose effects could still be lost. (Faust's own flush before a commit gives up on its
+            # buffer after 0.1 s; the kill test caught committed offsets with lost writes.)
+            async for event in stream.noack().events():
                 message = event.message
                 processor = processors.get(message.partition)
                 if processor is None:
@@ -150,7 +186,7 @@ class Ledger:
                         engine, topic_name, message.partition, FaustPartitionTable(table, message.partition),
                         self.codec, settings.internal_key, settings.dedup_window_us)
                     resend = processor.load()
-                    await self._send(resend)
+                    unacked.append((None, [*processor.table.take_sent(), *await self._send(resend)]))
                     processors[message.partition] = processor
                     log.info("partition loaded", extra={"stage": stage, "partition": message.partition,
                                                         "applied_through": processor.applied_through,
@@ -158,7 +194,8 @@ class Ledger:
                 started = time.perf_counter()
                 outputs = processor.process(message.offset, message.key, message.value)
                 apply_s = time.perf_counter() - started
-                await self._send(outputs)
+                unacked.append((event, [*processor.table.take_sent(), *await self._send(outputs)]))
+                ack_durable(unacked)
                 self._notify(Processed(stage, topic_name, message.partition, message.offset, processor, outputs,
                                        apply_s))
                 committed = self.app.consumer._committed_offset.get(message.tp)
@@ -167,10 +204,14 @@ class Ledger:
 
         self.app.agent(consumer_topic, name=f"{stage}-stage", concurrency=1)(run)
 
-    async def _send(self, outputs: list[Output]) -> None:
+    async def _send(self, outputs: list[Output]) -> list[Any]:
+        """Send outputs; their delivery futures."""
         topics = self.output_topics
-        for output in outputs:
-            await topics[output.topic].send(key=output.key, value=output.value)
+        return [await topics[output.topic].send(key=output.key, value=output.value) for output in outputs]
+
+    async def _ack_durable_records(self) -> None:
+        for unacked in self._unacked:
+            ack_durable(unacked)
 
     async def _on_partitions_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
         """A revoked partition may come back later, changed by another worker: load it afresh then."""
