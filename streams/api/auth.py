@@ -256,12 +256,18 @@ def _encode_json(value: dict[str, Any]) -> str:
 
 def _parse_json(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = strict_json_loads(raw)
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
         raise AuthError("malformed_token", f"{what} is not a JSON object") from error
     if not isinstance(value, dict):
         raise AuthError("malformed_token", f"{what} is not a JSON object")
     return value
+
+
+def strict_json_loads(data: bytes) -> Any:
+    """JSON with no duplicate keys and no NaN/Infinity: one reading only, whoever parses it.
+    Raises ValueError (UnicodeDecodeError included) on anything else."""
+    return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

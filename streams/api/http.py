@@ -51,6 +51,7 @@ from streams.api.auth import (
     authenticate,
     authorize_read,
     authorize_submit,
+    strict_json_loads,
 )
 from streams.api.outcomes import (
     DUPLICATE,
@@ -101,23 +102,12 @@ class ApiError(Exception):
 def parse_event(body: bytes) -> dict[str, Any]:
     """The event object of a request body: strict JSON (no duplicate keys, no NaN), an object."""
     try:
-        event = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        event = strict_json_loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ApiError(400, "malformed_json", f"the body is not JSON: {error}") from None
     if not isinstance(event, dict):
         raise ApiError(400, "not_an_object", "the body must be one JSON object (an event)")
     return event
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise ValueError("duplicate key")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def parse_parts(text: str, partitions: int) -> list[tuple[str, int]]:
