@@ -160,9 +160,6 @@ class _ReadOnlyTable:
     def __init__(self, table: Any) -> None:
         self._table = table
 
-    def get(self, key: bytes) -> bytes | None:
-        return self._table.get(key)
-
     def set(self, key: bytes, value: bytes) -> None:
         pass
 

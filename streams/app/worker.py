@@ -51,9 +51,6 @@ class FaustPartitionTable:
         # Delivery futures of the changelog messages written since the last `take_sent`.
         self._sent: list[Any] = []
 
-    def get(self, key: bytes) -> bytes | None:
-        return self._table.get(key)
-
     def set(self, key: bytes, value: bytes) -> None:
         # What `table[key] = value` does, keeping the changelog message's delivery future: the
         # input record is acknowledged only once Kafka has acknowledged every one of them.

@@ -43,6 +43,15 @@ MAX_TS = "ts"  # (key, "ts") -> highest accepted producer ts_us
 CHAIN = "~chain"  # (CHAIN, partition) -> (batch_seq, hash)
 
 
+def position_view(market: str, user: str, position: Position) -> PositionView:
+    """A position as outputs report it (the `state` property, without its attribute lookups)."""
+    if position.liquidation_id is not None:
+        state = "in_liquidation"
+    else:
+        state = "reduce_only" if position.reduce_only else "healthy"
+    return PositionView(market, user, position.size, position.entry_price, state)
+
+
 class Booking:
     """One event's work in progress: its transaction, postings, signals and emitted events."""
 
@@ -103,13 +112,6 @@ class StageEngine:
     def refusal_events(self, event: dict) -> list[dict]:
         """Events a refused internal event emits (a refund); by default it may not be refused."""
         raise LedgerHalt(f"internal event {event['event_id']} could not be applied")
-
-    def position_view(self, booking: Booking, market: str, user: str, position: Position) -> PositionView:
-        if position.liquidation_id is not None:
-            state = "in_liquidation"
-        else:
-            state = "reduce_only" if position.reduce_only else "healthy"
-        return PositionView(market, user, position.size, position.entry_price, state)
 
     def after_commit(self, booking: Booking) -> None:
         """Update derived in-memory structures once a write set is durable."""
@@ -263,7 +265,7 @@ class StageEngine:
         """Close the batch: positions changed, the next link of the chain."""
         txn, key = booking.txn, booking.key
         positions = tuple(
-            self.position_view(booking, market, user, position)
+            position_view(market, user, position)
             for (market, user), position in sorted(booking.positions.items())
         )
         chain_record = (CHAIN, partition)

@@ -61,9 +61,6 @@ class DictTable:
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
 
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
     def set(self, key: bytes, value: bytes) -> None:
         self.data[key] = value
 
