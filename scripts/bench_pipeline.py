@@ -147,7 +147,7 @@ def main() -> int:
     app_id = f"bench-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="perpledger-bench-") as tmp:
         workers = [WorkerProcess(args.bootstrap, app_id, args.partitions, Path(tmp) / f"w{n}",
-                                 16100 + n, Path(tmp) / f"w{n}.log") for n in range(args.workers)]
+                                 Path(tmp) / f"w{n}.log") for n in range(args.workers)]
         for worker in workers:
             worker.start()
         try:

@@ -51,7 +51,7 @@ def main() -> int:
     produce(args.bootstrap, events, "", Codec())
     app_id = f"kill-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="perpledger-kill-") as tmp:
-        worker = WorkerProcess(args.bootstrap, app_id, args.partitions, Path(tmp) / "data-0", 16090,
+        worker = WorkerProcess(args.bootstrap, app_id, args.partitions, Path(tmp) / "data-0",
                                Path(tmp) / "worker.log")
         journal_end = 0
         try:

@@ -20,7 +20,7 @@ from confluent_kafka import Producer
 from streams.api.auth import mint_token
 from streams.producer import key_partition
 from streams.topics import ACCOUNT_EVENTS
-from tests.integration.worker_harness import WorkerProcess, fresh_topics
+from tests.integration.worker_harness import WorkerProcess, free_port, fresh_topics
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3
@@ -99,7 +99,7 @@ def deposit(user: str, amount: int, tag: str) -> dict[str, Any]:
 
 
 def start_worker(bootstrap: str, tmp_path: Path, app_id: str, name: str, port: int) -> WorkerProcess:
-    worker = WorkerProcess(bootstrap, app_id, PARTITIONS, tmp_path / f"data-{name}", port, tmp_path / f"{name}.log")
+    worker = WorkerProcess(bootstrap, app_id, PARTITIONS, tmp_path / f"data-{name}", tmp_path / f"{name}.log", port)
     worker.env["PERPLEDGER_JWT_SECRET"] = SECRET
     worker.env["PERPLEDGER_LOG_FORMAT"] = "json"
     worker.env["PERPLEDGER_API_TIMEOUT_S"] = "20"
@@ -120,7 +120,7 @@ def poll(check: Any, timeout_s: float = 30.0) -> Any:
 
 
 class TestOneWorker:
-    PORT = 16181
+    PORT = free_port()
 
     @pytest.fixture(scope="class")
     def api(self, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Client, Path]]:
@@ -370,9 +370,10 @@ def _covering(prefix: str, per_partition: int) -> list[str]:
 def test_two_workers_route_to_the_owner_and_gather_every_partition(kafka_bootstrap: str, tmp_path: Path) -> None:
     fresh_topics(kafka_bootstrap, PARTITIONS)
     app_id = f"http2-{uuid.uuid4().hex[:6]}"
-    first = start_worker(kafka_bootstrap, tmp_path, app_id, "a", 16182)
-    second = start_worker(kafka_bootstrap, tmp_path, app_id, "b", 16183)
-    a, b = Client(16182), Client(16183)
+    port_a, port_b = free_port(), free_port()
+    first = start_worker(kafka_bootstrap, tmp_path, app_id, "a", port_a)
+    second = start_worker(kafka_bootstrap, tmp_path, app_id, "b", port_b)
+    a, b = Client(port_a), Client(port_b)
     try:
         a.wait_ready()
         b.wait_ready()

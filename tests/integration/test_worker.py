@@ -48,7 +48,7 @@ def test_sigkill_at_random_moments_applies_every_input_exactly_once(kafka_bootst
     _produce(kafka_bootstrap, _workload(seed=11, n_events=8_000))
     app_id, rng = f"kill-{uuid.uuid4().hex[:6]}", random.Random(11)
     kills = 0
-    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "data-0", 16066, tmp_path / "worker.log")
+    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "data-0", tmp_path / "worker.log")
     try:
         journal_end = 0
         while kills < 10:
@@ -79,8 +79,8 @@ def test_two_workers_share_partitions_and_a_survivor_takes_over(kafka_bootstrap:
     fresh_topics(kafka_bootstrap, PARTITIONS)
     _produce(kafka_bootstrap, _workload(seed=12, n_events=4_000))
     app_id = f"pair-{uuid.uuid4().hex[:6]}"
-    first = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "a", 16067, tmp_path / "a.log")
-    second = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "b", 16068, tmp_path / "b.log")
+    first = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "a", tmp_path / "a.log")
+    second = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "b", tmp_path / "b.log")
     try:
         first.start()
         second.start()
@@ -100,7 +100,7 @@ def test_ac40_a_fresh_app_replaying_from_offset_0_writes_the_same_batches(kafka_
     _produce(kafka_bootstrap, _workload(seed=13, n_events=2_000))
     for run in ("live", "replay"):
         worker = WorkerProcess(kafka_bootstrap, f"{run}-{uuid.uuid4().hex[:6]}", PARTITIONS, tmp_path / run,
-                               16069, tmp_path / f"{run}.log")
+                               tmp_path / f"{run}.log")
         try:
             worker.start()
             wait_caught_up(kafka_bootstrap, worker.env["PERPLEDGER_APP_ID"], timeout_s=240, workers=(worker,))
@@ -119,7 +119,7 @@ def test_a_broker_restart_mid_run_loses_nothing(kafka_bootstrap: str, tmp_path: 
     fresh_topics(kafka_bootstrap, PARTITIONS)
     _produce(kafka_bootstrap, _workload(seed=14, n_events=6_000))
     app_id = f"restart-{uuid.uuid4().hex[:6]}"
-    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "w", 16070, tmp_path / "w.log")
+    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "w", tmp_path / "w.log")
     try:
         worker.start()
         wait_for_progress(kafka_bootstrap, JOURNAL, 0, timeout_s=120)
