@@ -203,11 +203,11 @@ class HttpApi:
     # -- observing the agents ----------------------------------------------------------------------
 
     def _observe(self, processed: Processed) -> None:
-        processor = processed.processor
-        outcome = processor.last_outcome
+        processor, applied = processed.processor, processed.applied
         result: tuple[Recorded | None, Recorded | None]
-        if outcome is not None and processor.last_event is not None:
-            rec = recorded(processed.stage, outcome, processor.last_event, processed.topic, processed.partition,
+        if applied is not None and applied.outcome is not None and applied.event is not None:
+            outcome = applied.outcome
+            rec = recorded(processed.stage, outcome, applied.event, processed.topic, processed.partition,
                            processed.offset)
             result = (rec, self.recent.record(rec))
             view = self._views.get((processed.stage, processed.partition))
@@ -216,8 +216,8 @@ class HttpApi:
                     view[1].update(outcome.writes)
                 else:  # a read-only view, superseded by the agent's processor
                     del self._views[(processed.stage, processed.partition)]
-        elif processor.last_error is not None:
-            error = processor.last_error
+        elif applied is not None and applied.error is not None:
+            error = applied.error
             result = (dead_lettered(processed.stage, processed.topic, processed.partition, processed.offset,
                                     error.kind, error.message), None)
         else:

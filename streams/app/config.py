@@ -34,6 +34,9 @@ class Settings:
     recent_outcomes: int  # outcomes kept in memory for GET /v1/events and duplicate POSTs, in total
     recent_outcomes_per_type: int  # ... and per (stage, key, event type)
     log_format: str  # json | text
+    # Group commit (streams/app/processor.py): records applied in memory are made durable together.
+    group_max_records: int  # a stage seals its group once it holds this many input records ...
+    group_linger_ms: int  # ... or once its first record has waited this long
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -60,5 +63,7 @@ class Settings:
             recent_outcomes=int(_env("PERPLEDGER_API_RECENT_OUTCOMES", "50000")),
             recent_outcomes_per_type=int(_env("PERPLEDGER_API_RECENT_PER_TYPE", "64")),
             log_format=_env("PERPLEDGER_LOG_FORMAT", "json"),
+            group_max_records=int(_env("PERPLEDGER_GROUP_MAX_RECORDS", "500")),
+            group_linger_ms=int(_env("PERPLEDGER_GROUP_LINGER_MS", "5")),
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]

@@ -2,17 +2,21 @@
 
 Each agent reads its stage's input topic (`concurrency=1`: faust loses messages with more, #606;
 scale with partitions and workers instead) and hands every record to the `PartitionProcessor` of
-its partition, which owns the effectively-once protocol. The processors hold the state of their
-partitions in memory, loaded from the table on the first record after an assignment, and are
-dropped when the partition is revoked.
+its partition, which applies it in memory. The records a stage applied are sealed as a group (see
+streams/app/processor.py) when the group is full or has waited `group_linger_ms`: intents and
+state writes to the changelog, outputs to the producer; the group's input records are acknowledged
+once Kafka has acknowledged all of that. The processors hold the state of their partitions in
+memory, loaded from the table on the first record after an assignment, and are dropped when the
+partition is revoked (after their open group is sealed).
 
-Observers (metrics, logs, the HTTP API) are called after each record's outputs are handed to the
-producer, with a `Processed` that points at the processor's `last_outcome`; an observer that
-fails is logged and never stops the agent.
+Observers (metrics, logs, the HTTP API) are called after a record's outputs are handed to the
+producer, with a `Processed` that says what was done; an observer that fails is logged and never
+stops the agent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -20,13 +24,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import faust
+from faust.tables import TableManager
 from faust.types import TP
 
 from streams.api.http import HttpApi
 from streams.app.config import Settings
 from streams.app.metrics import Metrics
 from streams.app.outputs import Output
-from streams.app.processor import PartitionProcessor
+from streams.app.processor import Applied, PartitionProcessor
 from streams.codec import Codec
 from streams.core.account_stage import AccountStage
 from streams.core.engine import StageEngine
@@ -43,7 +48,12 @@ STAGES: tuple[tuple[str, str, type[StageEngine]], ...] = (
 
 
 class FaustPartitionTable:
-    """The part of a Faust table that belongs to one partition, as the processor sees it."""
+    """The part of a Faust table that belongs to one partition, as the processor sees it.
+
+    Writes go straight to the partition's own RocksDB and changelog partition. Why not through the
+    table's mapping API: Faust's RocksDB store finds the database of a key to delete through one key
+    index shared by every partition (or, for a key it has not indexed, deletes it in every
+    partition's database), so a delete could strike another partition's copy of the key."""
 
     def __init__(self, table: faust.Table, partition: int) -> None:
         self._table = table
@@ -52,14 +62,13 @@ class FaustPartitionTable:
         self._sent: list[Any] = []
 
     def set(self, key: bytes, value: bytes) -> None:
-        # What `table[key] = value` does, keeping the changelog message's delivery future: the
-        # input record is acknowledged only once Kafka has acknowledged every one of them.
-        self._table.data[key] = value
+        # The changelog message's delivery future is kept: the input record is acknowledged only
+        # once Kafka has acknowledged every one of them.
+        self._db().put(key, value)
         self._sent.append(self._table.send_changelog(self._partition, key, value))
 
     def delete(self, key: bytes) -> None:
-        if key in self._table.data:
-            del self._table.data[key]
+        self._db().delete(key)
         self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
 
     def take_sent(self) -> list[Any]:
@@ -69,21 +78,45 @@ class FaustPartitionTable:
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
         # (the public iteration covers every assigned partition).
-        db = self._table.data._db_for_partition(self._partition)
-        return iter(db.items())
+        return iter(self._db().items())
+
+    def _db(self) -> Any:
+        # Looked up on every use, never kept: Faust drops its handle when the partition is revoked
+        # and RocksDB's lock is released only once no handle is left.
+        return self._table.data._db_for_partition(self._partition)
 
 
-def ack_durable(unacked: deque[tuple[Any, list[Any]]]) -> None:
+class CommitConfirmingTableManager(TableManager):
+    """Faust's table manager, also keeping the offsets whose commit Kafka confirmed.
+
+    Why: intents may be deleted only below an offset that is really committed. Faust's consumer
+    records an offset as committed (`_committed_offset`) even when the commit failed, e.g. during a
+    rebalance; intents deleted on that word let the re-delivered records be applied again. Faust
+    calls `on_commit` only after a commit succeeded."""
+
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.confirmed_commits: dict[TP, int] = {}
+
+    def on_commit(self, offsets: Any) -> None:
+        super().on_commit(offsets)
+        self.confirmed_commits.update(offsets)
+
+
+Unacked = deque[tuple[list[Any], list[Any]]]  # (input records, delivery futures of their effects)
+
+
+def ack_durable(unacked: Unacked) -> None:
     """Acknowledge, in order, the input records whose changelog writes and outputs Kafka acknowledged."""
     while unacked:
-        event, futures = unacked[0]
+        events, futures = unacked[0]
         if not all(future.done() for future in futures):
             return
         for future in futures:
             if future.exception() is not None:  # a record not written: stop rather than commit past it
                 raise RuntimeError(f"a changelog write or output failed: {future.exception()!r}")
         unacked.popleft()
-        if event is not None:
+        for event in events:
             event.ack()
 
 
@@ -94,9 +127,40 @@ class Processed(NamedTuple):
     topic: str
     partition: int
     offset: int
-    processor: PartitionProcessor  # its last_outcome / last_event / last_error describe this record
-    outputs: list[Output]
-    apply_s: float  # time in `process`: the core, the intent and the state writes
+    processor: PartitionProcessor
+    applied: Applied | None  # None: applied before a restart, its outputs went out again from load()
+    apply_s: float  # time in `process`: the core and the state in memory
+
+
+class OpenGroup:
+    """What a stage applied since its last group was sealed."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.processed: list[Processed] = []
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.opened_s = 0.0  # monotonic time of its first record
+
+    def add(self, event: Any, processed: Processed) -> None:
+        if not self.events:
+            self.opened_s = time.monotonic()
+        self.events.append(event)
+        self.processed.append(processed)
+        self.processors[processed.partition] = processed.processor
+
+
+class Stage:
+    """One stage's agent state: its partitions' processors, its open group, what awaits acks."""
+
+    def __init__(self, name: str, topic: str, engine: type[StageEngine]) -> None:
+        self.name = name
+        self.topic = topic
+        self.engine = engine
+        self.processors: dict[int, PartitionProcessor] = {}
+        self.group = OpenGroup()
+        self.unacked: Unacked = deque()
+        # One seal at a time: two interleaved seals could reorder a chain's journal records.
+        self.sealing = asyncio.Lock()
 
 
 Observer = Callable[[Processed], None]
@@ -135,6 +199,7 @@ class Ledger:
             web_stats_enabled=False,
             web_graph_enabled=False,
             web_application_options={"client_max_size": settings.api_max_body_bytes},
+            TableManager=CommitConfirmingTableManager,
             **({"canonical_url": settings.canonical_url} if settings.canonical_url else {}),
         )
         self.metrics = Metrics()
@@ -143,32 +208,25 @@ class Ledger:
             name: self.app.topic(name, key_type=bytes, value_type=bytes, partitions=settings.partitions)
             for name in (JOURNAL, REJECTIONS, SIGNALS, DLQ, ACCOUNT_EVENTS, MARKET_EVENTS)
         }
-        self.processors: dict[str, dict[int, PartitionProcessor]] = {}
-        self._unacked: list[deque[tuple[Any, list[Any]]]] = []
+        self.stages = {stage: Stage(stage, topic, engine) for stage, topic, engine in STAGES}
+        # Each stage's processors by partition (the HTTP API reads state through them).
+        self.processors = {name: stage.processors for name, stage in self.stages.items()}
         self.tables: dict[str, faust.Table] = {}
-        for stage, topic_name, engine in STAGES:
-            self._add_stage(stage, topic_name, engine)
+        for stage in self.stages.values():
+            self._add_stage(stage)
         self.app.on_partitions_revoked.connect(self._on_partitions_revoked)
-        # Records whose effects are not all acknowledged yet are acknowledged as soon as they are,
-        # also when no new record arrives to trigger it.
-        self.app.timer(interval=0.1, name="ack-durable")(self._ack_durable_records)
+        self.app.task(self._seal_lingering_groups)
         self._add_gauges()
         self.api = HttpApi(self)
 
-    def _add_stage(self, stage: str, topic_name: str, engine: type[StageEngine]) -> None:
+    def _add_stage(self, stage: Stage) -> None:
         settings = self.settings
         table = self.app.Table(
-            f"{stage}-state", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+            f"{stage.name}-state", partitions=settings.partitions, key_type=bytes, value_type=bytes,
             options={"block_cache_size": settings.rocksdb_block_cache_bytes,
                      "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4},
         )
-        self.tables[stage] = table
-        processors: dict[int, PartitionProcessor] = {}
-        self.processors[stage] = processors
-        consumer_topic = self.output_topics[topic_name]
-
-        unacked: deque[tuple[Any, list[Any]]] = deque()
-        self._unacked.append(unacked)
+        self.tables[stage.name] = table
 
         async def run(stream: Any) -> None:
             # Input records are acknowledged by hand (`noack`): only once the changelog writes and
@@ -177,45 +235,78 @@ class Ledger:
             # buffer after 0.1 s; the kill test caught committed offsets with lost writes.)
             async for event in stream.noack().events():
                 message = event.message
-                processor = processors.get(message.partition)
+                processor = stage.processors.get(message.partition)
                 if processor is None:
-                    processor = PartitionProcessor(
-                        engine, topic_name, message.partition, FaustPartitionTable(table, message.partition),
-                        self.codec, settings.internal_key, settings.dedup_window_us)
-                    resend = processor.load()
-                    unacked.append((None, [*processor.table.take_sent(), *await self._send(resend)]))
-                    processors[message.partition] = processor
-                    log.info("partition loaded", extra={"stage": stage, "partition": message.partition,
-                                                        "applied_through": processor.applied_through,
-                                                        "outputs_resent": len(resend)})
+                    processor = await self._load(stage, table, message.partition)
                 started = time.perf_counter()
-                outputs = processor.process(message.offset, message.key, message.value)
+                applied = processor.process(message.offset, message.key, message.value)
                 apply_s = time.perf_counter() - started
-                unacked.append((event, [*processor.table.take_sent(), *await self._send(outputs)]))
-                ack_durable(unacked)
-                self._notify(Processed(stage, topic_name, message.partition, message.offset, processor, outputs,
-                                       apply_s))
-                committed = self.app.consumer._committed_offset.get(message.tp)
+                stage.group.add(event, Processed(stage.name, stage.topic, message.partition, message.offset,
+                                                 processor, applied, apply_s))
+                if len(stage.group.events) >= settings.group_max_records:
+                    await self._seal(stage)
+
+        self.app.agent(self.output_topics[stage.topic], name=f"{stage.name}-stage", concurrency=1)(run)
+
+    async def _load(self, stage: Stage, table: faust.Table, partition: int) -> PartitionProcessor:
+        """The processor of a newly assigned partition, its state loaded, its unfinished groups resent."""
+        settings = self.settings
+        processor = PartitionProcessor(stage.engine, stage.topic, partition, FaustPartitionTable(table, partition),
+                                       self.codec, settings.internal_key, settings.dedup_window_us)
+        resend = processor.load()
+        stage.unacked.append(([], [*processor.table.take_sent(), *await self._send(resend)]))
+        stage.processors[partition] = processor
+        log.info("partition loaded", extra={"stage": stage.name, "partition": partition,
+                                            "applied_through": processor.applied_through,
+                                            "outputs_resent": len(resend)})
+        return processor
+
+    async def _seal(self, stage: Stage) -> None:
+        """Seal the stage's open group: intents and state writes, then outputs; then tell observers."""
+        async with stage.sealing:
+            group, stage.group = stage.group, OpenGroup()
+            if not group.events:
+                return
+            futures: list[Any] = []
+            outputs: list[Output] = []
+            confirmed = self.app.tables.confirmed_commits
+            for partition, processor in group.processors.items():
+                outputs.extend(processor.seal())
+                committed = confirmed.get(TP(stage.topic, partition))
                 if committed is not None:
                     processor.forget_committed(committed)
-
-        self.app.agent(consumer_topic, name=f"{stage}-stage", concurrency=1)(run)
+                futures.extend(processor.table.take_sent())
+            futures.extend(await self._send(outputs))
+            stage.unacked.append((group.events, futures))
+            ack_durable(stage.unacked)
+        for processed in group.processed:
+            self._notify(processed)
 
     async def _send(self, outputs: list[Output]) -> list[Any]:
-        """Send outputs; their delivery futures."""
+        """Send outputs, in order; their delivery futures."""
         topics = self.output_topics
         return [await topics[output.topic].send(key=output.key, value=output.value) for output in outputs]
 
-    async def _ack_durable_records(self) -> None:
-        for unacked in self._unacked:
-            ack_durable(unacked)
+    async def _seal_lingering_groups(self) -> None:
+        """Seal a group once it has waited `group_linger_ms`, also when no new record arrives, and
+        acknowledge the records whose effects Kafka has acknowledged since. (A loop, not a Faust
+        timer: a seal waits for the producer and may well outlast a few milliseconds' interval.)"""
+        linger_s = self.settings.group_linger_ms / 1000
+        while True:
+            await asyncio.sleep(linger_s)
+            for stage in self.stages.values():
+                if stage.group.events and time.monotonic() - stage.group.opened_s >= linger_s:
+                    await self._seal(stage)
+                ack_durable(stage.unacked)
 
     async def _on_partitions_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        """A revoked partition may come back later, changed by another worker: load it afresh then."""
-        for stage, topic_name, _ in STAGES:
+        """Seal what was applied, then forget the revoked partitions: one that comes back later may
+        have been changed by another worker, and is loaded afresh then."""
+        for stage in self.stages.values():
+            await self._seal(stage)
             for tp in revoked:
-                if tp.topic == topic_name:
-                    self.processors[stage].pop(tp.partition, None)
+                if tp.topic == stage.topic:
+                    stage.processors.pop(tp.partition, None)
 
     # Observers -----------------------------------------------------------------------------------
 
@@ -228,10 +319,11 @@ class Ledger:
                                                         "offset": processed.offset})
 
     def _observe_metrics(self, processed: Processed) -> None:
-        processor = processed.processor
-        error = processor.last_error
-        self.metrics.observe(processed.stage, processor.last_outcome, None if error is None else error.kind,
-                             processed.apply_s, time.time())
+        applied = processed.applied
+        outcome = None if applied is None else applied.outcome
+        error = None if applied is None else applied.error
+        self.metrics.observe(processed.stage, outcome, None if error is None else error.kind, processed.apply_s,
+                             time.time())
 
     def ready(self) -> tuple[bool, str]:
         """Ready once the tables are recovered and no rebalance or recovery is under way."""
@@ -289,12 +381,14 @@ class Ledger:
 
 def _log_outcome(processed: Processed) -> None:
     """A log line for every rejection, dead letter and signal."""
-    processor = processed.processor
+    applied = processed.applied
+    if applied is None:
+        return
     where = {"stage": processed.stage, "partition": processed.partition, "offset": processed.offset}
-    error = processor.last_error
+    error = applied.error
     if error is not None:
         log.warning("dead letter", extra={**where, "error_kind": error.kind, "error": error.message})
-    outcome = processor.last_outcome
+    outcome = applied.outcome
     if outcome is None:
         return
     if outcome.status == "rejected":

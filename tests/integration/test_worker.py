@@ -37,12 +37,6 @@ def _produce(bootstrap: str, events: list[dict]) -> None:
     assert produced == len(events)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open: in some runs (about one in three, more on a loaded machine) one journal batch after a kill "
-    "differs from the uninterrupted run: a state write lost across a restart. Two causes are fixed "
-    "(shared intent keys across partitions; offsets committed before their changelog writes were "
-    "acknowledged); the remaining one is not found yet. The test still runs and reports the first "
-    "divergent batch."))
 def test_sigkill_at_random_moments_applies_every_input_exactly_once(kafka_bootstrap: str, tmp_path: Path) -> None:
     fresh_topics(kafka_bootstrap, PARTITIONS)
     _produce(kafka_bootstrap, _workload(seed=11, n_events=8_000))

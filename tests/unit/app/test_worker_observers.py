@@ -36,8 +36,8 @@ def _processor(engine: type, topic: str) -> PartitionProcessor:
 
 
 def _process(processor: PartitionProcessor, stage: str, offset: int, key: str, value: bytes) -> Processed:
-    outputs = processor.process(offset, key.encode(), value)
-    return Processed(stage, processor.topic, processor.partition, offset, processor, outputs, 0.0)
+    applied = processor.process(offset, key.encode(), value)
+    return Processed(stage, processor.topic, processor.partition, offset, processor, applied, 0.0)
 
 
 def test_a_rejection_is_logged_with_its_event_and_coordinates(caplog: pytest.LogCaptureFixture) -> None:
