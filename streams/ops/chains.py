@@ -26,15 +26,23 @@ _POLL_S = 1.0
 _IDLE_POLLS_MAX = 30  # a partition that yields nothing for this long while behind is an error
 
 
-def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
-    """Every record of a topic up to its current end: (partition, offset, key, value)."""
+def read_topic(bootstrap: str, topic: str, start: dict[int, int] | None = None, stop: dict[int, int] | None = None,
+               ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """Every record of a topic up to its current end: (partition, offset, key, value).
+
+    `start`: the first offset per partition (default 0); `stop`: the offset per partition to stop
+    before (default the end at the call). Offsets are only read, never committed.
+    """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "perpledger-ops-reader",
                          "enable.auto.commit": False, "enable.partition.eof": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        first = {p: (start or {}).get(p, 0) for p in partitions}
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        pending = {p for p, end in ends.items() if end > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in pending])
+        if stop is not None:
+            ends = {p: min(end, stop.get(p, end)) for p, end in ends.items()}
+        pending = {p for p, end in ends.items() if end > first[p]}
+        consumer.assign([TopicPartition(topic, p, first[p]) for p in pending])
         idle = 0
         while pending:
             message = consumer.poll(_POLL_S)
@@ -47,10 +55,12 @@ def read_topic(bootstrap: str, topic: str) -> Iterator[tuple[int, int, bytes | N
             if message.error() is not None:
                 raise RuntimeError(f"{topic}: {message.error()}")
             partition, offset = message.partition(), message.offset()
+            if partition not in pending:
+                continue
             if offset < ends[partition]:
                 yield partition, offset, message.key(), message.value()
             if offset + 1 >= ends[partition]:
-                pending.discard(partition)
+                pending.discard(partition)  # records past `stop` may still arrive: skipped above
     finally:
         consumer.close()
 
