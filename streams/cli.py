@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+from connectors import cli as connectors_cli
 from streams.replay import replay_lines, write_result
 
 
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", required=True, help="for a user token, the user id")
     token.add_argument("--ttl-s", type=int, default=3600, help="seconds the token is valid")
     token.set_defaults(run=_token)
+    connectors_cli.add_commands(commands)
     return parser
 
 
