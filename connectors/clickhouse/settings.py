@@ -24,6 +24,9 @@ class SinkSettings:
     web_port: int  # /healthz, /readyz, /metrics; 0 = none
     log_level: str
     log_format: str  # json | text
+    # Static group membership (e.g. the pod's name): a restarted sink takes its partitions back at
+    # once instead of waiting for the dead member's session to time out. "" = dynamic membership.
+    instance_id: str = ""
     topic_suffix: str = ""  # appended to every topic name (tests; several ledgers on one cluster)
 
     @classmethod
@@ -39,5 +42,6 @@ class SinkSettings:
             web_port=int(env("PERPLEDGER_SINK_WEB_PORT", "6067")),
             log_level=env("PERPLEDGER_LOG_LEVEL", "info"),
             log_format=env("PERPLEDGER_LOG_FORMAT", "json"),
+            instance_id=env("PERPLEDGER_SINK_INSTANCE_ID", ""),
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]

@@ -98,12 +98,13 @@ class Sink:
                 return 0
             self.producer = Producer({"bootstrap.servers": self.settings.bootstrap, "acks": "all",
                                       "enable.idempotence": True})
-            self.consumer = Consumer({
+            config = {
                 "bootstrap.servers": self.settings.bootstrap, "group.id": self.settings.group,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                # Stay in the group while an outage keeps a buffer waiting: pausing still polls.
-                "max.poll.interval.ms": 300_000,
-            })
+            }
+            if self.settings.instance_id:
+                config["group.instance.id"] = self.settings.instance_id
+            self.consumer = Consumer(config)
             self.consumer.subscribe(list(self._source_topics()), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self._loop()
