@@ -129,3 +129,38 @@ def test_sigkill_at_random_moments_leaves_every_posting_exactly_once(kafka_boots
         sink.stop()
     with clickhouse(sink) as client:
         assert_projection_exact(client, outputs, ledger)
+
+
+def test_clickhouse_unavailable_is_retried_reported_and_loses_nothing(kafka_bootstrap: str, tmp_path: Path) -> None:
+    suffix = f".{uuid.uuid4().hex[:8]}"
+    create_sink_topics(kafka_bootstrap, suffix)
+    outputs, ledger = workload_outputs(seed=23, n_events=1_000)
+    produce(kafka_bootstrap, outputs, suffix)
+    sink = SinkProcess(kafka_bootstrap, suffix, tmp_path, tmp_path / "sink.log")
+    # An embedded ClickHouse opens in one process at a time: held here, it is unavailable to the sink.
+    holder = connect(parse_url(sink.url))
+    try:
+        sink.start()
+        deadline = time.monotonic() + 60
+        while sink.metric("perpledger_sink_insert_errors_total", 'reason="unavailable"') < 2:
+            assert sink.alive(), sink.log()
+            assert time.monotonic() < deadline, sink.log()
+            time.sleep(0.1)
+        assert sink.get("/readyz")[0] == 503
+        assert sink.get("/healthz")[0] == 200
+        assert sum(committed(kafka_bootstrap, f"sink{suffix}", "ledger.journal" + suffix)) == 0
+        holder.close()
+        while sink.get("/readyz")[0] != 200 or sink.metric("perpledger_sink_batches_inserted_total") < 1:
+            assert sink.alive(), sink.log()
+            assert time.monotonic() < deadline + 60, sink.log()
+            time.sleep(0.1)
+        journal = sum(o.topic == JOURNAL for o in outputs)
+        while sum(committed(kafka_bootstrap, f"sink{suffix}", "ledger.journal" + suffix)) < journal:
+            assert time.monotonic() < deadline + 90, sink.log()
+            time.sleep(0.2)
+        assert "retrying" in sink.log()
+    finally:
+        holder.close()
+        sink.stop()
+    with clickhouse(sink) as client:
+        assert_projection_exact(client, outputs, ledger)
