@@ -153,7 +153,7 @@ ORDER BY (market, epoch, user);
 CREATE TABLE IF NOT EXISTS {db}.liquidation_events
 (
     market String,
-    liquidation_id String,
+    liquidation_id String,            -- '' for deficit_uncovered (see the view liquidations)
     step LowCardinality(String),      -- triggered, fill, completed, deficit_uncovered
     batch_seq UInt64,                 -- 0 for steps read from ledger.signals
     user String,
@@ -172,6 +172,8 @@ CREATE TABLE IF NOT EXISTS {db}.liquidation_events
 ENGINE = ReplacingMergeTree
 ORDER BY (market, liquidation_id, step, batch_seq, event_id);
 
+-- One row per liquidation. The DeficitUncovered signal names no liquidation: it is the one its
+-- event (the LiquidationCompleted) completed.
 CREATE VIEW IF NOT EXISTS {db}.liquidations AS
 SELECT market, liquidation_id,
        any(user) AS user,
@@ -184,7 +186,16 @@ SELECT market, liquidation_id,
        sumIf(deficit_minor, step IN ('completed', 'deficit_uncovered')) AS deficit_minor,
        sumIf(insurance_cover_minor, step = 'completed') AS insurance_cover_minor,
        sumIf(uncovered_minor, step = 'deficit_uncovered') AS uncovered_minor
-FROM {db}.liquidation_events FINAL
+FROM (
+    SELECT e.market AS market, if(e.step = 'deficit_uncovered', c.liquidation_id, e.liquidation_id) AS liquidation_id,
+           e.user AS user, e.step AS step, e.ts AS ts, e.quantity AS quantity, e.penalty_minor AS penalty_minor,
+           e.deficit_minor AS deficit_minor, e.insurance_cover_minor AS insurance_cover_minor,
+           e.uncovered_minor AS uncovered_minor
+    FROM {db}.liquidation_events AS e FINAL
+    LEFT JOIN (SELECT market, event_id, user, liquidation_id FROM {db}.liquidation_events FINAL
+               WHERE step = 'completed') AS c
+        ON e.market = c.market AND e.event_id = c.event_id AND e.user = c.user
+)
 GROUP BY market, liquidation_id;
 
 CREATE TABLE IF NOT EXISTS {db}.signals
