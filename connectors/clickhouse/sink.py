@@ -17,6 +17,7 @@ offsets stay where they are until the insert succeeds.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import time
@@ -38,6 +39,7 @@ log = logging.getLogger("perpledger.sink")
 _CONSUME_MAX = 2000  # records per consume() call
 _POLL_S = 0.1  # longest wait in one consume() call: bounds how late a time-based flush can be
 _PRODUCER_FLUSH_S = 30.0
+_STATS_INTERVAL_MS = 1000  # lag gauges' refresh
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Sink:
         self.tips_stale = True  # read them from ClickHouse before judging the next batch
         self.buffer = Buffer()
         self.assigned: set[tuple[str, int]] = set()
+        self.lags: dict[tuple[str, int], int] = {}  # from the last statistics
         self.stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -101,6 +104,7 @@ class Sink:
             config = {
                 "bootstrap.servers": self.settings.bootstrap, "group.id": self.settings.group,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "statistics.interval.ms": _STATS_INTERVAL_MS, "stats_cb": self._on_stats,
             }
             if self.settings.instance_id:
                 config["group.instance.id"] = self.settings.instance_id
@@ -174,6 +178,7 @@ class Sink:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # What is buffered was not committed: the next owner (maybe this sink again) reads it again.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self.lags = {}
         self.buffer = Buffer()
         self.tips_stale = True
         for p in partitions:
@@ -184,20 +189,15 @@ class Sink:
 
     def _loop(self) -> None:
         assert self.consumer is not None
-        next_lag_s = 0.0
         while not self.stopping:
             messages = self.consumer.consume(_CONSUME_MAX, timeout=self._wait_s())
             for message in messages:
                 self._take(message)
             if self._due():
                 self._flush()
-            now = time.monotonic()
-            if now >= next_lag_s:
-                caught_up = self._update_lag()
-                next_lag_s = now + 1.0
-                if self.exit_at_end and caught_up and not messages and self.buffer.empty():
-                    log.info("caught up: every assigned partition is at its end")
-                    return
+            if self.exit_at_end and not messages and self.buffer.empty() and self._caught_up():
+                log.info("caught up: every assigned partition is at its end")
+                return
 
     def _wait_s(self) -> float:
         if self.buffer.started_s is None:
@@ -344,32 +344,25 @@ class Sink:
             # Lost the partitions meanwhile: the rows are in ClickHouse; their next reader's copies count once.
             log.warning("offset commit failed: %s", error)
 
-    def _update_lag(self) -> bool:
-        """Refresh the lag gauges; whether every assigned partition is read to its end."""
-        if self.consumer is None or not self.assigned:
-            return False
-        caught_up = True
-        assignment = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
-        try:
-            positions = self.consumer.position(assignment)
-            unknown = [tp for tp in positions if tp.offset < 0]  # nothing read yet in this assignment
-            committed = {(tp.topic, tp.partition): tp.offset
-                         for tp in (self.consumer.committed(unknown, timeout=5) if unknown else [])}
-        except KafkaException:
-            return False
-        for tp in positions:
-            try:
-                low, high = self.consumer.get_watermark_offsets(tp, cached=False, timeout=5)
-            except KafkaException:
-                caught_up = False
-                continue
-            next_offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
-            if next_offset < 0:  # no commit either: read from the first offset kept
-                next_offset = low
-            lag = max(0, high - next_offset)
-            caught_up = caught_up and lag == 0
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(lag)
-        return caught_up
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (every second, from consume()): each partition's high watermark and
+        this consumer's position, without a blocking query to the broker."""
+        lags = {}
+        for topic, data in json.loads(stats_json).get("topics", {}).items():
+            for partition_id, p in data.get("partitions", {}).items():
+                partition = int(partition_id)
+                if (topic, partition) not in self.assigned or p.get("hi_offset", -1) < 0:
+                    continue  # -1 is librdkafka's unassigned placeholder
+                position = next((o for o in (p.get("app_offset", -1), p.get("committed_offset", -1),
+                                             p.get("lo_offset", -1)) if o >= 0), 0)
+                lags[(topic, partition)] = max(0, p["hi_offset"] - position)
+        for (topic, partition), lag in lags.items():
+            self.metrics.lag.labels(topic, str(partition)).set(lag)
+        self.lags = lags
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition read to its end, by the last statistics."""
+        return bool(self.assigned) and all(self.lags.get(tp, 1) == 0 for tp in self.assigned)
 
 
 def reset_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
