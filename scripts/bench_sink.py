@@ -24,16 +24,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.clickhouse import analytics, schema  # noqa: E402
-from connectors.clickhouse.client import connect, parse_url  # noqa: E402
-from connectors.clickhouse.settings import SinkSettings  # noqa: E402
-from connectors.clickhouse.simulate import ledger_outputs, produce_outputs  # noqa: E402
-from connectors.clickhouse.sink import Sink  # noqa: E402
-from streams.codec import Codec  # noqa: E402
-from streams.core.ledger import Ledger  # noqa: E402
-from streams.topics import JOURNAL  # noqa: E402
-from streams.workload import generate  # noqa: E402
-from tests import kafka_broker  # noqa: E402
+from connectors.clickhouse import analytics, schema
+from connectors.clickhouse.client import connect, parse_url
+from connectors.clickhouse.settings import SinkSettings
+from connectors.clickhouse.simulate import ledger_outputs, produce_outputs
+from connectors.clickhouse.sink import Sink
+from streams.codec import Codec
+from streams.core.ledger import Ledger
+from streams.topics import JOURNAL
+from streams.workload import generate
+from tests import kafka_broker
 
 DB = "perpledger"
 # Synthetic postings: pairs (a user's margin and the market's settlement, fees or insurance account).
