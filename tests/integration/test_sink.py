@@ -109,21 +109,19 @@ def test_sigkill_at_random_moments_leaves_every_posting_exactly_once(kafka_boots
     sink = SinkProcess(kafka_bootstrap, suffix, tmp_path, tmp_path / "sink.log",
                        PERPLEDGER_SINK_BATCH_ROWS="100", PERPLEDGER_SINK_BATCH_MS="50",
                        PERPLEDGER_SINK_INSTANCE_ID="sink-0")
-    rng, kills = random.Random(22), 0
+    rng, kills, mid_work = random.Random(22), 0, 0
     try:
         while kills < 5:
             sink.start()
-            deadline = time.monotonic() + 60
-            while sink.metric("perpledger_sink_batches_inserted_total") < 1:
+            deadline = time.monotonic() + 8  # a life with nothing left to insert is killed all the same
+            while sink.metric("perpledger_sink_batches_inserted_total") < 1 and time.monotonic() < deadline:
                 assert sink.alive(), sink.log()
-                assert time.monotonic() < deadline, sink.log()
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 0.4))
+            mid_work += sink.metric("perpledger_sink_batches_inserted_total") >= 1
             sink.kill()
             kills += 1
-        partial = sum(committed(kafka_bootstrap, f"sink{suffix}", "ledger.journal" + suffix))
-        assert 0 < partial < len(journal) + 1000, "the kills were meant to fall while work was left"
-        print(f"after {kills} kills: {partial} journal records committed")
+        assert mid_work >= 2, "the kills were meant to fall while the sink was inserting"
         sink.run_to_end()
     finally:
         sink.stop()
