@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+from connectors import cli as connectors_cli
 from streams.ops.cli import add_commands as add_ops_commands
 from streams.replay import replay_lines, write_result
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl-s", type=int, default=3600, help="seconds the token is valid")
     token.set_defaults(run=_token)
     add_ops_commands(commands)
+    connectors_cli.add_commands(commands)
     return parser
 
 

@@ -1,0 +1,211 @@
+"""Rows of the ClickHouse tables from the decoded records of the ledger's output topics (pure).
+
+A journal batch fills `journal_batches` (its header, enough to verify the hash chain), one
+`journal_postings` row per posting, `positions` for every position it changed, and, by event type,
+`trades` (one row per side), `funding_rates`, `funding_payments` and `liquidation_events`. Signals fill
+`signals` (and the trigger and uncovered deficit steps of `liquidation_events`); rejections fill
+`rejections`. Columns left out here (`ts`, the postings' `user` and `market`) are computed by
+ClickHouse from their DEFAULT expressions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from streams.core.events import spec_for
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "journal_postings": (
+        "account", "asset", "stage", "input_partition", "batch_seq", "posting_index", "posting_id", "key",
+        "origin_key", "event_id", "event_type", "ts_us", "input_topic", "input_offset", "amount", "kind"),
+    "positions": (
+        "market", "user", "stage", "input_partition", "batch_seq", "event_id", "event_type", "ts_us", "size",
+        "entry_price", "state"),
+    "trades": (
+        "market", "stage", "input_partition", "batch_seq", "user", "event_type", "event_id", "trade_id",
+        "liquidation_id", "role", "side", "counterparty", "ts_us", "asset", "price", "quantity", "fee_minor",
+        "realized_pnl_minor", "penalty_minor", "position_after"),
+    "funding_rates": (
+        "market", "epoch", "stage", "input_partition", "batch_seq", "event_id", "ts_us", "rate_ppb", "price"),
+    "funding_payments": (
+        "market", "epoch", "user", "stage", "input_partition", "batch_seq", "event_id", "ts_us", "asset",
+        "amount_minor"),
+    "liquidation_events": (
+        "market", "liquidation_id", "step", "batch_seq", "user", "event_id", "ts_us", "asset", "counterparty",
+        "price", "quantity", "penalty_minor", "deficit_minor", "insurance_cover_minor", "uncovered_minor"),
+    "signals": (
+        "market", "signal_type", "stage", "key", "event_id", "user", "ts_us", "liquidation_id", "amount_minor"),
+    "rejections": (
+        "input_topic", "input_partition", "input_offset", "stage", "key", "event_id", "event_type", "reason",
+        "detail", "ts_us", "payload_json"),
+    # Last: a batch's header is written after all its other rows, so a header in ClickHouse means the
+    # whole batch is there (the sink's duplicate check after a restart relies on it).
+    "journal_batches": (
+        "stage", "input_partition", "batch_seq", "key", "origin_key", "event_id", "event_type", "ts_us",
+        "input_topic", "input_offset", "payload_json", "balances_json", "positions_json", "posting_count",
+        "prev_hash", "hash", "journal_partition", "journal_offset"),
+}
+TABLES: tuple[str, ...] = tuple(COLUMNS)
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+class Rows:
+    """Rows per table, column-oriented (what clickhouse-connect inserts without transposing)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, list[list[Any]]] = {t: [[] for _ in names] for t, names in COLUMNS.items()}
+
+    def add(self, table: str, row: tuple) -> None:
+        for column, value in zip(self.columns[table], row, strict=True):
+            column.append(value)
+
+    def count(self, table: str) -> int:
+        return len(self.columns[table][0])
+
+    def total(self) -> int:
+        return sum(self.count(t) for t in TABLES)
+
+
+def payload_fields(batch: dict) -> dict[str, Any]:
+    """The input event's fields by name, from the hashed payload [type, event_id, source, ts_us, fields...]."""
+    payload = json.loads(batch["payload_json"])
+    spec = spec_for(payload[0])
+    return {} if spec is None else dict(zip(spec.field_names, payload[4:], strict=False))
+
+
+def _partition(value: int | None) -> int:
+    return -1 if value is None else value
+
+
+def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: int) -> None:
+    stage, partition, seq = batch["stage"], _partition(batch["input_partition"]), batch["batch_seq"]
+    event_id, event_type, ts_us = batch["event_id"], batch["event_type"], batch["ts_us"]
+    input_topic, input_offset = batch["input_topic"] or "", _partition(batch["input_offset"])
+    key, origin = batch["key"], batch["origin_key"]
+    postings = batch["postings"]
+    add = rows.columns["journal_postings"]
+    for n, p in enumerate(postings):
+        for column, value in zip(add, (p["account"], p["asset"], stage, partition, seq, n, p["posting_id"], key,
+                                       origin, event_id, event_type, ts_us, input_topic, input_offset, p["amount"],
+                                       p["kind"]), strict=True):
+            column.append(value)
+    for pos in batch["positions"]:
+        rows.add("positions", (pos["market"], pos["user"], stage, partition, seq, event_id, event_type, ts_us,
+                               pos["size"], pos["entry_price"], pos["state"]))
+    where = (stage, partition, seq, event_id, ts_us)
+    if event_type in ("TradeFill", "LiquidationFill"):
+        _add_fill(rows, batch, payload_fields(batch), where)
+    elif event_type == "FundingRateSnapshot":
+        fields = payload_fields(batch)
+        rows.add("funding_rates", (fields["market"], fields["epoch"], stage, partition, seq, event_id, ts_us,
+                                   fields["rate_ppb"], fields["price"]))
+    elif event_type == "FundingEpochSettle":
+        _add_funding(rows, batch, payload_fields(batch), where)
+    elif event_type == "LiquidationCompleted":
+        _add_completion(rows, batch, payload_fields(batch), where)
+    rows.add("journal_batches", (
+        stage, partition, seq, key, origin, event_id, event_type, ts_us, input_topic, input_offset,
+        batch["payload_json"],
+        _COMPACT.encode([[b["account"], b["asset"], b["balance"]] for b in batch["balances"]]),
+        _COMPACT.encode([[p["market"], p["user"], p["size"], p["entry_price"], p["state"]]
+                         for p in batch["positions"]]),
+        len(postings), batch["prev_hash"], batch["hash"], journal_partition, journal_offset))
+
+
+def _margin_sums(batch: dict, user: str, market: str) -> dict[str, int]:
+    """Sum of the postings on a user's margin account in the market, by posting kind."""
+    account, sums = f"user:{user}:margin:{market}", {}
+    for p in batch["postings"]:
+        if p["account"] == account:
+            sums[p["kind"]] = sums.get(p["kind"], 0) + p["amount"]
+    return sums
+
+
+def _asset_of(batch: dict, market: str) -> str:
+    """The market's settlement asset, as the batch's margin accounts carry it ('' if none was touched)."""
+    suffix = f":margin:{market}"
+    for b in batch["balances"]:
+        if b["account"].endswith(suffix):
+            return b["asset"]
+    return ""
+
+
+def _add_fill(rows: Rows, batch: dict, ev: dict, where: tuple) -> None:
+    stage, partition, seq, event_id, ts_us = where
+    market, price, quantity = ev["market"], ev["price"], ev["quantity"]
+    after = {p["user"]: p["size"] for p in batch["positions"]}
+    asset = _asset_of(batch, market)
+    if batch["event_type"] == "TradeFill":
+        sides = ((ev["buyer"], "buyer", "buy", ev["seller"], ev["buyer_fee"]),
+                 (ev["seller"], "seller", "sell", ev["buyer"], ev["seller_fee"]))
+        liquidation_id = ""
+    else:
+        liquidated, counterparty, liquidation_id = ev["liquidated_user"], ev["counterparty"], ev["liquidation_id"]
+        # The liquidated side only closes toward flat: what is left tells its direction; closed in full,
+        # it is unknown here (the view trades_sided reads it from the position before).
+        left = after.get(liquidated, 0)
+        side = "sell" if left > 0 else "buy" if left < 0 else ""
+        other = {"sell": "buy", "buy": "sell", "": ""}[side]
+        sides = ((liquidated, "liquidated", side, counterparty, 0),
+                 (counterparty, "counterparty", other, liquidated, ev["counterparty_fee"]))
+    for user, role, side, counterparty, fee in sides:
+        sums = _margin_sums(batch, user, market)
+        rows.add("trades", (market, stage, partition, seq, user, batch["event_type"], event_id,
+                            ev["trade_id"], liquidation_id, role, side, counterparty, ts_us, asset, price,
+                            quantity, fee, sums.get("realized_pnl", 0), -sums.get("liquidation_penalty", 0),
+                            after.get(user, 0)))
+        if role == "liquidated":
+            rows.add("liquidation_events", (market, liquidation_id, "fill", seq, user, event_id, ts_us, asset,
+                                            counterparty, price, quantity, -sums.get("liquidation_penalty", 0),
+                                            0, 0, 0))
+
+
+def _add_funding(rows: Rows, batch: dict, ev: dict, where: tuple) -> None:
+    stage, partition, seq, event_id, ts_us = where
+    market, epoch = ev["market"], ev["epoch"]
+    for p in batch["postings"]:
+        if p["kind"] == "funding" and p["account"].startswith("user:"):
+            user = p["account"].split(":")[1]
+            rows.add("funding_payments", (market, epoch, user, stage, partition, seq, event_id, ts_us, p["asset"],
+                                          p["amount"]))
+        elif p["kind"] == "funding_sweep" and p["account"] == f"market:{market}:insurance":
+            rows.add("funding_payments", (market, epoch, "", stage, partition, seq, event_id, ts_us, p["asset"],
+                                          p["amount"]))
+
+
+def liquidated_user(liquidation_id: str) -> str:
+    """The user of `liq:{market}:{user}:{triggering event_id}` (markets and users hold no ':')."""
+    return liquidation_id.split(":", 3)[2]
+
+
+def _add_completion(rows: Rows, batch: dict, ev: dict, where: tuple) -> None:
+    """The insurance fund's cover; a deficit beyond it comes as the DeficitUncovered signal (a deficit
+    with an empty fund posts nothing, so the batch alone cannot tell it)."""
+    _, _, seq, event_id, ts_us = where
+    market, liquidation_id = ev["market"], ev["liquidation_id"]
+    user = liquidated_user(liquidation_id)
+    cover = _margin_sums(batch, user, market).get("insurance_cover", 0)
+    rows.add("liquidation_events", (market, liquidation_id, "completed", seq, user, event_id, ts_us,
+                                    _asset_of(batch, market), "", 0, 0, 0, cover, cover, 0))
+
+
+def add_signal(rows: Rows, signal: dict) -> None:
+    user, liquidation_id = signal["user"] or "", signal["liquidation_id"] or ""
+    rows.add("signals", (signal["market"], signal["signal_type"], signal["stage"], signal["key"], signal["event_id"],
+                         user, signal["ts_us"], liquidation_id, signal["amount"]))
+    if signal["signal_type"] == "LiquidationTriggered":
+        rows.add("liquidation_events", (signal["market"], liquidation_id, "triggered", 0, user, signal["event_id"],
+                                        signal["ts_us"], "", "", 0, 0, 0, 0, 0, 0))
+    elif signal["signal_type"] == "DeficitUncovered":
+        amount = signal["amount"] or 0
+        rows.add("liquidation_events", (signal["market"], liquidation_id, "deficit_uncovered", 0, user,
+                                        signal["event_id"], signal["ts_us"], "", "", 0, 0, 0, amount, 0, amount))
+
+
+def add_rejection(rows: Rows, rejection: dict) -> None:
+    rows.add("rejections", (
+        rejection["input_topic"] or "", _partition(rejection["input_partition"]),
+        _partition(rejection["input_offset"]), rejection["stage"], rejection["key"] or "",
+        rejection["event_id"] or "", rejection["event_type"] or "", rejection["reason"], rejection["detail"],
+        rejection["ts_us"] or 0, rejection["payload_json"]))

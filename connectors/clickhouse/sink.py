@@ -1,0 +1,384 @@
+"""`perpledger sink`: ledger.journal, ledger.signals and ledger.rejections into ClickHouse.
+
+Exactly once in query results, without transactions:
+- offsets are committed only after the insert of everything read before them returned (and the
+  dead letters among them were acknowledged), so nothing is lost;
+- every row's sorting key is its deterministic identity in a ReplacingMergeTree, and every view and
+  query reads with FINAL, so rows inserted again after a crash (between an insert and its commit)
+  count once;
+- copies of journal batches on the topic (workers resend after a crash) are dropped by their chain
+  position before they are inserted; the chain tips are read back from ClickHouse at each start.
+
+ClickHouse down or a table missing: the partitions are paused (the consumer keeps polling, so it
+stays in its group), the insert is retried with backoff, errors are counted and logged; the
+offsets stay where they are until the insert succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from connectors.clickhouse import rows as tables
+from connectors.clickhouse.chain import ChainTips, Verdict, chain_label
+from connectors.clickhouse.client import parse_url
+from connectors.clickhouse.metrics import SinkMetrics, WebServer
+from connectors.clickhouse.settings import SinkSettings
+from connectors.clickhouse.store import Store, backoff_s, error_reason
+from streams.app.outputs import InputCoordinates, dead_letter
+from streams.codec import Codec, DecodeError
+from streams.topics import DLQ, JOURNAL, REJECTIONS, SIGNALS
+
+log = logging.getLogger("perpledger.sink")
+_CONSUME_MAX = 2000  # records per consume() call
+_POLL_S = 0.1  # longest wait in one consume() call: bounds how late a time-based flush can be
+_PRODUCER_FLUSH_S = 30.0
+_STATS_INTERVAL_MS = 1000  # lag gauges' refresh
+
+
+@dataclass(frozen=True)
+class Topics:
+    journal: str
+    signals: str
+    rejections: str
+    dlq: str
+
+    @classmethod
+    def with_suffix(cls, suffix: str) -> Topics:
+        return cls(JOURNAL + suffix, SIGNALS + suffix, REJECTIONS + suffix, DLQ + suffix)
+
+
+class Buffer:
+    """Rows read but not inserted yet, the offsets that follow them, and their dead letters."""
+
+    def __init__(self) -> None:
+        self.rows = tables.Rows()
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.dead_letters: list[tuple[str, bytes, bytes]] = []
+        self.started_s: float | None = None
+
+    def empty(self) -> bool:
+        return not self.next_offsets
+
+
+class Sink:
+    def __init__(self, settings: SinkSettings, *, rebuild: bool = False, exit_at_end: bool = False) -> None:
+        self.settings = settings
+        self.topics = Topics.with_suffix(settings.topic_suffix)
+        self.store = Store(parse_url(settings.clickhouse_url))
+        self.metrics = SinkMetrics()
+        self.web = WebServer(self.metrics, settings.web_host, settings.web_port) if settings.web_port else None
+        self.codec = Codec()
+        self.rebuild = rebuild
+        self.exit_at_end = exit_at_end
+        self.tips = ChainTips()
+        self.tips_stale = True  # read them from ClickHouse before judging the next batch
+        self.buffer = Buffer()
+        self.assigned: set[tuple[str, int]] = set()
+        self.lags: dict[tuple[str, int], int] = {}  # from the last statistics
+        self.stopping = False
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._stop)
+        if self.web is not None:
+            self.web.start()
+        try:
+            if self.rebuild:
+                reset_offsets(self.settings.bootstrap, self.settings.group, self._source_topics())
+            self._open_store(truncate=self.rebuild)
+            if self.stopping:
+                return 0
+            self.producer = Producer({"bootstrap.servers": self.settings.bootstrap, "acks": "all",
+                                      "enable.idempotence": True})
+            config = {
+                "bootstrap.servers": self.settings.bootstrap, "group.id": self.settings.group,
+                "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                "statistics.interval.ms": _STATS_INTERVAL_MS, "stats_cb": self._on_stats,
+            }
+            if self.settings.instance_id:
+                config["group.instance.id"] = self.settings.instance_id
+            self.consumer = Consumer(config)
+            self.consumer.subscribe(list(self._source_topics()), on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_revoke)
+            self._loop()
+            self._flush()
+            return 0
+        finally:
+            if self.consumer is not None:
+                self.consumer.close()
+            self.store.close()
+            if self.web is not None:
+                self.web.stop()
+
+    def _stop(self, signum: int, frame: object) -> None:
+        log.info("stopping on signal %s", signum)
+        self.stopping = True
+
+    def _source_topics(self) -> tuple[str, str, str]:
+        return self.topics.journal, self.topics.signals, self.topics.rejections
+
+    def _open_store(self, *, truncate: bool) -> None:
+        """Until ClickHouse answers and the schema is applied (or the sink is stopped)."""
+        attempt = 0
+        while not self.stopping:
+            try:
+                self.store.open(truncate=truncate)
+                log.info("ClickHouse ready", extra={"database": self.store.db})
+                self._set_ready(True)
+                return
+            except Exception as error:
+                self._failed("open", error, attempt)
+                self._sleep(backoff_s(attempt))
+                attempt += 1
+
+    def _set_ready(self, ready: bool) -> None:
+        if self.web is not None:
+            self.web.ready = ready
+
+    def _failed(self, operation: str, error: Exception, attempt: int) -> None:
+        reason = error_reason(error)
+        self.metrics.insert_errors.labels(reason).inc()
+        self._set_ready(False)
+        log.error("ClickHouse %s failed (%s), retrying in %.1f s: %s", operation, reason, backoff_s(attempt), error,
+                  extra={"reason": reason, "attempt": attempt})
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait without leaving the consumer group: paused partitions, but polled."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            if self.consumer is None:
+                time.sleep(min(left, _POLL_S))
+            else:
+                # Paused partitions deliver nothing; records here come from partitions not paused (assigned
+                # during the wait, or a wait outside an insert): rewind so they are read again afterwards.
+                first: dict[tuple[str, int], int] = {}
+                for message in self.consumer.consume(_CONSUME_MAX, timeout=min(left, 0.5)):
+                    if message.error() is None:
+                        first.setdefault((message.topic(), message.partition()), message.offset())
+                for (topic, partition), offset in first.items():
+                    self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    # -- rebalances ---------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", sorted(self.assigned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # What is buffered was not committed: the next owner (maybe this sink again) reads it again.
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self.lags = {}
+        self.buffer = Buffer()
+        self.tips_stale = True
+        for p in partitions:
+            with contextlib.suppress(KeyError):  # never reported yet
+                self.metrics.lag.remove(p.topic, str(p.partition))
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        assert self.consumer is not None
+        while not self.stopping:
+            messages = self.consumer.consume(_CONSUME_MAX, timeout=self._wait_s())
+            for message in messages:
+                self._take(message)
+            if self._due():
+                self._flush()
+            if self.exit_at_end and not messages and self.buffer.empty() and self._caught_up():
+                log.info("caught up: every assigned partition is at its end")
+                return
+
+    def _wait_s(self) -> float:
+        if self.buffer.started_s is None:
+            return _POLL_S
+        due = self.buffer.started_s + self.settings.batch_ms / 1000
+        return max(0.0, min(_POLL_S, due - time.monotonic()))
+
+    def _due(self) -> bool:
+        if self.buffer.empty():
+            return False
+        return (self.buffer.rows.total() >= self.settings.batch_rows
+                or time.monotonic() - self.buffer.started_s >= self.settings.batch_ms / 1000)
+
+    def _take(self, message: Message) -> None:
+        if message.error() is not None:
+            log.warning("consumer error: %s", message.error())
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if self.tips_stale:
+            self._load_tips()
+        buffer = self.buffer
+        if buffer.started_s is None:
+            buffer.started_s = time.monotonic()
+        buffer.next_offsets[(topic, partition)] = offset + 1
+        expected = {self.topics.journal: "JournalBatch", self.topics.signals: "Signal",
+                    self.topics.rejections: "Rejection"}[topic]
+        try:
+            record = self.codec.decode(message.value())
+            if record["type"] != expected:
+                raise DecodeError("unexpected_type", f"{record['type']} on {topic}, expected {expected}")
+        except DecodeError as error:
+            self._dead_letter(message, error)
+            return
+        if expected == "JournalBatch":
+            self._take_batch(record, partition, offset)
+        elif expected == "Signal":
+            tables.add_signal(buffer.rows, record)
+        else:
+            tables.add_rejection(buffer.rows, record)
+
+    def _take_batch(self, batch: dict, partition: int, offset: int) -> None:
+        chain = (batch["stage"], -1 if batch["input_partition"] is None else batch["input_partition"])
+        verdict = self.tips.judge(chain, batch["batch_seq"], batch["prev_hash"], batch["hash"])
+        if verdict is Verdict.DUPLICATE:
+            self.metrics.duplicates_dropped.inc()
+            return
+        if verdict is not Verdict.NEW:
+            self.metrics.chain_breaks.labels(chain_label(chain)).inc()
+            log.error("journal batch %s of chain %s: %s", batch["batch_seq"], chain_label(chain), verdict.value,
+                      extra={"event_id": batch["event_id"], "partition": partition, "offset": offset,
+                             "reason": verdict.value})
+            if verdict is Verdict.CONFLICT:
+                return  # the batch already kept stays; reconcile names the difference
+        tables.add_batch(self.buffer.rows, batch, partition, offset)
+
+    def _dead_letter(self, message: Message, error: DecodeError) -> None:
+        coordinates = InputCoordinates(message.topic(), message.partition(), message.offset())
+        output = dead_letter(coordinates, message.key(), message.value() or b"", error.kind, error.message,
+                             self.codec)
+        self.buffer.dead_letters.append((self.topics.dlq, output.key, output.value))
+        log.warning("dead letter: %s", error, extra={"topic": coordinates.topic, "partition": coordinates.partition,
+                                                     "offset": coordinates.offset, "reason": error.kind})
+
+    def _load_tips(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.tips = ChainTips(self.store.chain_tips())
+                self.tips_stale = False
+                return
+            except Exception as error:
+                self._failed("read of chain tips", error, attempt)
+                self._reconnect_later(error)
+                self._sleep(backoff_s(attempt))
+                attempt += 1
+
+    def _reconnect_later(self, error: Exception) -> None:
+        if error_reason(error) == "unavailable" or self.store.client is None:
+            self.store.close()
+
+    # -- flushing -----------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Insert the buffer (retrying until it works or the partitions are revoked), then commit."""
+        buffer = self.buffer
+        if buffer.empty():
+            return
+        attempt, paused = 0, False
+        try:
+            while True:
+                if self.store.client is None:
+                    self._open_store(truncate=False)
+                if self.stopping and self.store.client is None:
+                    return
+                started = time.monotonic()
+                try:
+                    inserted = self.store.insert(buffer.rows)
+                    break
+                except Exception as error:
+                    self._failed("insert", error, attempt)
+                    self._reconnect_later(error)
+                    if not paused and self.consumer is not None:
+                        self.consumer.pause(self.consumer.assignment())
+                        paused = True
+                    self._sleep(backoff_s(attempt))
+                    attempt += 1
+                    if self.buffer is not buffer or self.stopping:  # revoked: the next owner reads it again
+                        return
+        finally:
+            if paused and self.consumer is not None:
+                self.consumer.resume(self.consumer.assignment())
+        elapsed = time.monotonic() - started
+        self._set_ready(True)
+        self.metrics.insert_seconds.observe(elapsed)
+        self.metrics.batches_inserted.inc()
+        self.metrics.last_insert.set(time.time())
+        for table, count in inserted.items():
+            self.metrics.rows_inserted.labels(table).inc(count)
+        self._send_dead_letters(buffer)
+        self._commit(buffer)
+        if self.buffer is buffer:
+            self.buffer = Buffer()
+
+    def _send_dead_letters(self, buffer: Buffer) -> None:
+        if not buffer.dead_letters:
+            return
+        assert self.producer is not None
+        for topic, key, value in buffer.dead_letters:
+            self.producer.produce(topic, key=key, value=value)
+        while self.producer.flush(_PRODUCER_FLUSH_S) > 0 and not self.stopping:
+            log.error("dead letters not acknowledged yet; offsets wait")
+        self.metrics.dead_letters.inc(len(buffer.dead_letters))
+
+    def _commit(self, buffer: Buffer) -> None:
+        if self.consumer is None:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(buffer.next_offsets.items())
+                   if (t, p) in self.assigned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # Lost the partitions meanwhile: the rows are in ClickHouse; their next reader's copies count once.
+            log.warning("offset commit failed: %s", error)
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (every second, from consume()): each partition's high watermark and
+        this consumer's position, without a blocking query to the broker."""
+        lags = {}
+        for topic, data in json.loads(stats_json).get("topics", {}).items():
+            for partition_id, p in data.get("partitions", {}).items():
+                partition = int(partition_id)
+                if (topic, partition) not in self.assigned or p.get("hi_offset", -1) < 0:
+                    continue  # -1 is librdkafka's unassigned placeholder
+                position = next((o for o in (p.get("app_offset", -1), p.get("committed_offset", -1),
+                                             p.get("lo_offset", -1)) if o >= 0), 0)
+                lags[(topic, partition)] = max(0, p["hi_offset"] - position)
+        for (topic, partition), lag in lags.items():
+            self.metrics.lag.labels(topic, str(partition)).set(lag)
+        self.lags = lags
+
+    def _caught_up(self) -> bool:
+        """Every assigned partition read to its end, by the last statistics."""
+        return bool(self.assigned) and all(self.lags.get(tp, 1) == 0 for tp in self.assigned)
+
+
+def reset_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
+    """Commit every partition's first offset for the group (a rebuild reads from the start). Refused
+    by the broker while a member of the group is running: stop the sinks first."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        offsets = []
+        for topic in topics:
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                continue  # not created yet: nothing to rewind
+            for partition in metadata.partitions:
+                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                offsets.append(TopicPartition(topic, partition, low))
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
