@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Deployment validation tools, installed into .cache/tools (git-ignored), for tests/deploy/:
-#   promtool      checks deploy/prometheus rules         Debian's `prometheus` package (apt-get download + dpkg -x)
+#   promtool      checks the Prometheus rules and config (helm/perpledger/files/prometheus)
+#                 Debian's `prometheus` package (apt-get download + dpkg -x)
 #   helm          lint and template of helm/perpledger   built from the Go module proxy
 #   kubeconform   validates the rendered manifests       built from the Go module proxy
 #   compose-config  loads docker-compose.yml as Docker Compose does (compose-go's loader: schema, interpolation,
-#                 consistency); tools/compose-config, built with its modules from the Go module proxy
+#                 consistency); scripts/compose-config, built with its modules from the Go module proxy
 #   k8s-schemas/  Kubernetes JSON schemas for kubeconform, from the PyPI package kubernetes-validate
 #                 (no download from GitHub is possible here; its schemas are rewritten to resolve locally)
 #
-#   scripts/tools.sh            install (idempotent: skipped while this script is unchanged)
+#   scripts/tools.sh            install (idempotent: skipped while this script and scripts/compose-config are unchanged)
 #   scripts/tools.sh --force    install again
 #
 # Why these sources: no package carries helm or kubeconform, the Go module proxy does (`go install`
@@ -30,7 +31,7 @@ log() { echo "tools.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # Keyed on this script (the pinned versions) and on the compose-config sources.
-want="$(cat "${BASH_SOURCE[0]}" "$ROOT"/tools/compose-config/{main.go,go.mod,go.sum} | sha256sum | cut -d' ' -f1)"
+want="$(cat "${BASH_SOURCE[0]}" "$ROOT"/scripts/compose-config/{main.go,go.mod,go.sum} | sha256sum | cut -d' ' -f1)"
 if [[ "${1:-}" != "--force" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   log "tools up to date (${TOOLS#"$ROOT"/})"
   exit 0
@@ -87,7 +88,7 @@ EOF
 pids=()
 go_install helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" & pids+=($!)
 go_install kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" & pids+=($!)
-(cd "$ROOT/tools/compose-config" && GOFLAGS=-buildvcs=false go build -o "$TOOLS/bin/compose-config" . \
+(cd "$ROOT/scripts/compose-config" && GOFLAGS=-buildvcs=false go build -o "$TOOLS/bin/compose-config" . \
   >"$WORK/compose-config.log" 2>&1 || { tail -n 20 "$WORK/compose-config.log" >&2; exit 1; }) & pids+=($!)
 install_promtool & pids+=($!)
 install_k8s_schemas & pids+=($!)

@@ -189,5 +189,5 @@ def _index(by_fp: dict[int, RecordSchema], rec: RecordSchema) -> None:
     other = by_fp.get(rec.fingerprint)
     if other is not None and other.fullname != rec.fullname:
         raise SchemaCatalogError(f"fingerprint clash between {other.fullname} and {rec.fullname}")
-    # Versions that differ only in docs/defaults share a fingerprint; the later one (current last) wins.
+    # Versions that differ only in docs or defaults share a fingerprint; the later one (current last) wins.
     by_fp[rec.fingerprint] = rec

@@ -1,4 +1,4 @@
-"""Operators' commands: `perpledger status | verify-chain | rebuild | reset-offsets` (docs/operations.md).
+"""Operators' commands: `perpledger status | verify-chain | rebuild | reset-offsets` (streams/ops/README.md).
 
 Exit codes: 0 all good; 1 the check found a problem (a broken chain, a divergent batch); 2 the
 command could not run (bad arguments, refused, Kafka unreachable).

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm/perpledger"
+# Prometheus' and Grafana's files: the chart reads them, docker-compose.yml mounts them.
+MONITORING = CHART / "files"
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ROOT, run
-from tests.deploy.names import SINK_REQUIRED, SINK_SETTINGS, WORKER_REQUIRED, worker_settings
+from tests.deploy.conftest import MONITORING, ROOT, run
+from tests.deploy.names import SINK_REQUIRED, WORKER_REQUIRED, sink_settings, worker_settings
 
 SECRETS = {"PERPLEDGER_INTERNAL_KEY": "i" * 32, "PERPLEDGER_JWT_SECRET": "j" * 32, "CLICKHOUSE_PASSWORD": "p"}
 
@@ -48,20 +48,37 @@ def test_worker_environment_uses_only_the_workers_settings(project: dict) -> Non
 
 
 def test_sink_environment_uses_only_the_sinks_settings(project: dict) -> None:
+    known = sink_settings()
     for name, service in _ours(project, "sink").items():
         env = set(service["environment"])
-        assert env <= SINK_SETTINGS, (name, env - SINK_SETTINGS)
+        assert env <= known, (name, env - known)
         assert env >= SINK_REQUIRED, name
         assert service["environment"]["PERPLEDGER_CLICKHOUSE_URL"].startswith("http://perpledger:p@clickhouse:8123/")
 
 
-def test_monitoring_files_are_mounted(project: dict) -> None:
+def test_workers_and_sink_listen_where_prometheus_and_health_checks_reach_them(project: dict) -> None:
+    """Their web servers bind 127.0.0.1 unless told otherwise; Prometheus scrapes them from its own container."""
+    for name, service in {**_ours(project, "worker"), **_ours(project, "sink")}.items():
+        assert service["environment"].get("PERPLEDGER_WEB_HOST") == "0.0.0.0", name
+
+
+def test_each_sink_is_a_static_group_member_of_its_own(project: dict) -> None:
+    ids = [service["environment"].get("PERPLEDGER_SINK_INSTANCE_ID") for service in _ours(project, "sink").values()]
+    assert all(ids) and len(set(ids)) == len(ids), ids
+
+
+def test_monitoring_files_are_the_charts(project: dict) -> None:
+    """Prometheus and Grafana mount the Helm chart's files: one copy for both."""
     mounts = {volume["source"]: volume["target"] for service in ("prometheus", "grafana")
               for volume in project["services"][service]["volumes"] if volume["type"] == "bind"}
-    assert mounts[str(ROOT / "deploy/prometheus/alerts.yml")] == "/etc/prometheus/alerts.yml"
-    assert mounts[str(ROOT / "deploy/grafana/dashboards")] == "/var/lib/grafana/dashboards"
+    assert mounts == {
+        str(MONITORING / "prometheus/prometheus.yml"): "/etc/prometheus/prometheus.yml",
+        str(MONITORING / "prometheus/alerts.yml"): "/etc/prometheus/alerts.yml",
+        str(MONITORING / "grafana/provisioning"): "/etc/grafana/provisioning",
+        str(MONITORING / "grafana/dashboards"): "/var/lib/grafana/dashboards",
+    }
     for source in mounts:
-        assert Path(source).exists(), source
+        assert Path(source).exists() and not Path(source).is_symlink(), source
 
 
 def test_a_missing_secret_is_refused(tools: Path) -> None:

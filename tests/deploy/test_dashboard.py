@@ -1,4 +1,4 @@
-"""The Grafana dashboard (deploy/grafana): valid JSON, every query parses, every metric exists."""
+"""The Grafana dashboard (helm/perpledger/files/grafana): valid JSON, every query parses, every metric exists."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.conftest import ROOT, run
-from tests.deploy.names import SINK_METRICS, metric_names_in, worker_metrics
+from tests.deploy.conftest import MONITORING, run
+from tests.deploy.names import metric_names_in, sink_metrics, worker_metrics
 
-DASHBOARD = ROOT / "deploy/grafana/dashboards/perpledger.json"
+DASHBOARD = MONITORING / "grafana/dashboards/perpledger.json"
 
 
 def _queries() -> list[tuple[str, str]]:
@@ -26,7 +26,7 @@ def test_panels_cover_the_issue() -> None:
 
 
 def test_every_query_reads_a_metric_that_exists() -> None:
-    known = worker_metrics() | SINK_METRICS
+    known = worker_metrics() | sink_metrics()
     for title, expr in _queries():
         names = metric_names_in(expr)
         assert names <= known, (title, names - known)
@@ -46,5 +46,5 @@ def test_panel_ids_are_unique_and_the_datasource_is_a_variable() -> None:
     ids = [panel["id"] for panel in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     assert dashboard["templating"]["list"][0]["name"] == "datasource"
-    provisioning = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/perpledger.yml").read_text())
+    provisioning = yaml.safe_load((MONITORING / "grafana/provisioning/dashboards/perpledger.yml").read_text())
     assert provisioning["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import ROOT, run
-from tests.deploy.names import SINK_REQUIRED, SINK_SETTINGS, WORKER_REQUIRED, worker_settings
+from tests.deploy.conftest import CHART, MONITORING, ROOT, run
+from tests.deploy.names import SINK_REQUIRED, WORKER_REQUIRED, sink_settings, worker_settings
 
-CHART = ROOT / "helm/perpledger"
 KUBERNETES_VERSION = "1.33.0"  # the schema set scripts/tools.sh installs
 VALUES = ["--set", "secrets.internalKey=" + "i" * 32, "--set", "secrets.jwtSecret=" + "j" * 32,
           "--set", "sink.clickhouseUrl=http://ledger:pw@clickhouse:8123/perpledger"]
@@ -61,9 +60,24 @@ def test_secrets_are_required(tools: Path) -> None:
         _template(tools, "--set", "secrets.existingSecret=s")
 
 
+def _component(manifests: list[dict], component: str) -> dict:
+    (manifest,) = (m for m in manifests if m["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    return manifest
+
+
+def _env(container: dict, configmaps: dict[str, dict[str, str]]) -> dict[str, str | dict]:
+    """A container's environment: its ConfigMaps' values, then its own entries (value, or valueFrom)."""
+    env: dict[str, str | dict] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]])
+    env.update({e["name"]: e["value"] if "value" in e else e["valueFrom"] for e in container.get("env", [])})
+    return env
+
+
 def test_workers_are_a_statefulset_with_volumes_identity_and_probes(rendered: str) -> None:
     kinds = _by_kind(rendered)
-    (statefulset,) = kinds["StatefulSet"]
+    statefulset = _component(kinds["StatefulSet"], "worker")
     spec = statefulset["spec"]
     assert spec["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     headless = next(s for s in kinds["Service"] if s["spec"].get("clusterIP") == "None")
@@ -83,8 +97,8 @@ def test_worker_and_sink_settings_are_names_the_code_reads(rendered: str) -> Non
     configmaps = {c["metadata"]["name"]: set(c.get("data", {})) for c in kinds["ConfigMap"]}
     secrets = {s["metadata"]["name"]: set(s.get("data", {})) for s in kinds["Secret"]}
     pods = {w["spec"]["template"]["spec"]["containers"][0]["args"][0]: w["spec"]["template"]["spec"]["containers"][0]
-            for w in kinds["StatefulSet"] + kinds["Deployment"]}
-    allowed = {"worker": (worker_settings(), WORKER_REQUIRED), "sink": (SINK_SETTINGS, SINK_REQUIRED)}
+            for w in kinds["StatefulSet"] + kinds.get("Deployment", [])}
+    allowed = {"worker": (worker_settings(), WORKER_REQUIRED), "sink": (sink_settings(), SINK_REQUIRED)}
     assert set(pods) == set(allowed)
     for command, container in pods.items():
         env = {e["name"] for e in container.get("env", [])} - {"POD_NAME"}
@@ -98,13 +112,31 @@ def test_worker_and_sink_settings_are_names_the_code_reads(rendered: str) -> Non
         assert required <= env, (command, required - env)
 
 
+def test_workers_and_sink_listen_where_probes_and_prometheus_reach_them(rendered: str) -> None:
+    """Their web servers bind 127.0.0.1 unless told otherwise; probes and scrapes come to the pod's IP."""
+    kinds = _by_kind(rendered)
+    configmaps = {c["metadata"]["name"]: c.get("data", {}) for c in kinds["ConfigMap"]}
+    for component in ("worker", "sink"):
+        (container,) = _component(kinds["StatefulSet"], component)["spec"]["template"]["spec"]["containers"]
+        assert _env(container, configmaps).get("PERPLEDGER_WEB_HOST") == "0.0.0.0", component
+
+
+def test_sinks_are_static_group_members_named_after_their_stable_pods(rendered: str) -> None:
+    """A StatefulSet's pod keeps its name when it is restarted or rolled, so it rejoins as the same member."""
+    kinds = _by_kind(rendered)
+    sink = _component(kinds["StatefulSet"], "sink")
+    (container,) = sink["spec"]["template"]["spec"]["containers"]
+    assert _env(container, {})["PERPLEDGER_SINK_INSTANCE_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert _env(container, {})["PERPLEDGER_SINK_WEB_PORT"] == str(container["ports"][0]["containerPort"])
+
+
 def test_monitoring_resources_carry_the_rules_and_the_dashboard(rendered: str) -> None:
     kinds = _by_kind(rendered)
     (rule,) = kinds["PrometheusRule"]
-    assert rule["spec"] == yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    assert rule["spec"] == yaml.safe_load((MONITORING / "prometheus/alerts.yml").read_text())
     (monitor,) = kinds["ServiceMonitor"]
     jobs = {s["metadata"]["labels"].get("perpledger.io/job") for s in kinds["Service"]}
     assert {"perpledger-worker", "perpledger-sink"} <= jobs  # the job names the alert rules use
     assert monitor["spec"]["jobLabel"] == "perpledger.io/job"
     dashboard = next(c for c in kinds["ConfigMap"] if "perpledger.json" in c.get("data", {}))
-    assert dashboard["data"]["perpledger.json"] == (ROOT / "deploy/grafana/dashboards/perpledger.json").read_text()
+    assert dashboard["data"]["perpledger.json"] == (MONITORING / "grafana/dashboards/perpledger.json").read_text()

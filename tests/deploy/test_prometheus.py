@@ -1,4 +1,4 @@
-"""Prometheus alert rules and scrape config (deploy/prometheus), checked by promtool."""
+"""Prometheus alert rules and scrape config (helm/perpledger/files/prometheus), checked by promtool."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.conftest import ROOT, run
-from tests.deploy.names import SINK_METRICS, metric_names_in, worker_metrics
+from tests.deploy.conftest import MONITORING, run
+from tests.deploy.names import metric_names_in, sink_metrics, worker_metrics
 
-PROMETHEUS = ROOT / "deploy/prometheus"
+PROMETHEUS = MONITORING / "prometheus"
 
 
 def test_rules_are_valid(tools: Path) -> None:
@@ -30,7 +30,7 @@ def test_rules_cover_the_issue_and_read_only_metrics_that_exist() -> None:
     names = {rule["alert"] for rule in rules}
     assert {"PerpLedgerConsumerLagGrowing", "PerpLedgerRejectionSpike", "PerpLedgerWorkerDown",
             "PerpLedgerSinkStalled", "PerpLedgerHashChainBroken"} <= names
-    known = worker_metrics() | SINK_METRICS
+    known = worker_metrics() | sink_metrics()
     for rule in rules:
         assert metric_names_in(rule["expr"]) <= known, rule["alert"]
         assert rule["labels"]["severity"] in ("warning", "critical")

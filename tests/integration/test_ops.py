@@ -1,4 +1,4 @@
-"""Operators' commands on a real broker and a real worker (docs/operations.md): status, verify-chain,
+"""Operators' commands on a real broker and a real worker (streams/ops/README.md): status, verify-chain,
 rebuild (from offset 0, from a snapshot, into a fresh app id that workers then carry on from) and
 reset-offsets. One workload and one worker run serve the whole module."""
 

@@ -1,4 +1,4 @@
-module perpledger/tools/compose-config
+module perpledger/scripts/compose-config
 
 go 1.24
 
