@@ -34,7 +34,7 @@ from streams.app.outputs import Output
 from streams.app.processor import Applied, PartitionProcessor
 from streams.codec import Codec
 from streams.core.account_stage import AccountStage
-from streams.core.engine import StageEngine
+from streams.core.engine import CHAIN, StageEngine
 from streams.core.events import ACCOUNT, MARKET
 from streams.core.market_stage import MarketStage
 from streams.topics import ACCOUNT_EVENTS, DLQ, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS
@@ -50,30 +50,30 @@ STAGES: tuple[tuple[str, str, type[StageEngine]], ...] = (
 class FaustPartitionTable:
     """The part of a Faust table that belongs to one partition, as the processor sees it.
 
-    Writes go straight to the partition's own RocksDB and changelog partition. Why not through the
-    table's mapping API: Faust's RocksDB store finds the database of a key to delete through one key
-    index shared by every partition (or, for a key it has not indexed, deletes it in every
-    partition's database), so a delete could strike another partition's copy of the key."""
+    Writes go straight to the partition's own RocksDB and are kept, in order, for the changelog
+    until the worker sends them (`take_changes`). Why not through the table's mapping API: Faust's
+    RocksDB store finds the database of a key to delete through one key index shared by every
+    partition (or, for a key it has not indexed, deletes it in every partition's database), so a
+    delete could strike another partition's copy of the key; and its changelog path (a buffer
+    drained by a background task, throttling the stream when full) costs more than the ledger."""
 
     def __init__(self, table: faust.Table, partition: int) -> None:
         self._table = table
         self._partition = partition
-        # Delivery futures of the changelog messages written since the last `take_sent`.
-        self._sent: list[Any] = []
+        self._changes: list[tuple[bytes, bytes | None]] = []
 
     def set(self, key: bytes, value: bytes) -> None:
-        # The changelog message's delivery future is kept: the input record is acknowledged only
-        # once Kafka has acknowledged every one of them.
         self._db().put(key, value)
-        self._sent.append(self._table.send_changelog(self._partition, key, value))
+        self._changes.append((key, value))
 
     def delete(self, key: bytes) -> None:
         self._db().delete(key)
-        self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
+        self._changes.append((key, None))
 
-    def take_sent(self) -> list[Any]:
-        sent, self._sent = self._sent, []
-        return sent
+    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
+        """The writes since the last call, in the order they were made: the changelog's next records."""
+        changes, self._changes = self._changes, []
+        return changes
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
@@ -254,7 +254,7 @@ class Ledger:
         processor = PartitionProcessor(stage.engine, stage.topic, partition, FaustPartitionTable(table, partition),
                                        self.codec, settings.internal_key, settings.dedup_window_us)
         resend = processor.load()
-        stage.unacked.append(([], [*processor.table.take_sent(), *await self._send(resend)]))
+        stage.unacked.append(([], [*await self._send_changes(table, processor), *await self._send(resend)]))
         stage.processors[partition] = processor
         log.info("partition loaded", extra={"stage": stage.name, "partition": partition,
                                             "applied_through": processor.applied_through,
@@ -270,12 +270,13 @@ class Ledger:
             futures: list[Any] = []
             outputs: list[Output] = []
             confirmed = self.app.tables.confirmed_commits
+            table = self.tables[stage.name]
             for partition, processor in group.processors.items():
                 outputs.extend(processor.seal())
                 committed = confirmed.get(TP(stage.topic, partition))
                 if committed is not None:
                     processor.forget_committed(committed)
-                futures.extend(processor.table.take_sent())
+                futures.extend(await self._send_changes(table, processor))
             futures.extend(await self._send(outputs))
             stage.unacked.append((group.events, futures))
             ack_durable(stage.unacked)
@@ -283,9 +284,28 @@ class Ledger:
             self._notify(processed)
 
     async def _send(self, outputs: list[Output]) -> list[Any]:
-        """Send outputs, in order; their delivery futures."""
-        topics = self.output_topics
-        return [await topics[output.topic].send(key=output.key, value=output.value) for output in outputs]
+        """Send outputs, in order; their delivery futures. (Straight to the producer: Faust's topic
+        objects add a layer of futures and callbacks per record that the ledger does not use.)"""
+        send = self.app.producer.send
+        return [await send(output.topic, output.key, output.value, None, None, None) for output in outputs]
+
+    async def _send_changes(self, table: faust.Table, processor: PartitionProcessor) -> list[Any]:
+        """Send a partition's table writes to its changelog partition, in order; their delivery futures.
+
+        Once the last is acknowledged, its offset is recorded in the partition's RocksDB, as Faust does
+        for its own writes: a restart on this disk replays the changelog only after it."""
+        changes = processor.table.take_changes()
+        if not changes:
+            return []
+        topic, partition, send = table.changelog_topic.get_topic_name(), processor.partition, self.app.producer.send
+        futures = [await send(topic, key, value, partition, None, None) for key, value in changes]
+
+        def persisted(future: Any) -> None:
+            if not future.cancelled() and future.exception() is None:
+                table.data.set_persisted_offset(TP(topic, partition), future.result().offset)
+
+        futures[-1].add_done_callback(persisted)
+        return futures
 
     async def _seal_lingering_groups(self) -> None:
         """Seal a group once it has waited `group_linger_ms`, also when no new record arrives, and
@@ -344,6 +364,10 @@ class Ledger:
                           ("stage", "partition"), self._lag_samples)
         metrics.add_gauge("perpledger_state_records", "Records in a partition's state (its table, in memory)",
                           ("stage", "partition"), self._size_samples)
+        metrics.add_gauge("perpledger_chain_batch_seq", "The last journal batch of a partition's hash chain",
+                          ("stage", "partition"), self._chain_samples)
+        metrics.add_gauge("perpledger_last_applied_offset", "The last input offset a partition applied (in memory)",
+                          ("stage", "partition"), self._applied_samples)
 
     def _lag_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
         try:
@@ -367,6 +391,19 @@ class Ledger:
                     position = consumer._committed_offset.get(tp) or 0
                 samples.append(((stage, str(tp.partition)), float(max(0, highwater - position))))
         return samples
+
+    def _chain_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        samples = []
+        for stage, processors in self.processors.items():
+            for partition, processor in sorted(processors.items()):
+                if processor.engine is not None:
+                    batch_seq, _ = processor.engine.store.get((CHAIN, partition)) or (0, "")
+                    samples.append(((stage, str(partition)), float(batch_seq)))
+        return samples
+
+    def _applied_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
+        return [((stage, str(partition)), float(processor.applied_through))
+                for stage, processors in self.processors.items() for partition, processor in sorted(processors.items())]
 
     def _size_samples(self) -> Iterable[tuple[tuple[str, ...], float]]:
         samples = []

@@ -307,6 +307,8 @@ class TestOneWorker:
             'perpledger_end_to_end_seconds_bucket{le="1.0",stage="account"}',
             'perpledger_consumer_lag{partition="0",stage="account"}',
             'perpledger_state_records{',
+            'perpledger_chain_batch_seq{partition="',
+            'perpledger_last_applied_offset{partition="',
             'perpledger_http_requests_total{method="POST",route="events",status="200"}',
             "perpledger_api_recent_outcomes ",
         ):
