@@ -50,30 +50,30 @@ STAGES: tuple[tuple[str, str, type[StageEngine]], ...] = (
 class FaustPartitionTable:
     """The part of a Faust table that belongs to one partition, as the processor sees it.
 
-    Writes go straight to the partition's own RocksDB and are kept, in order, for the changelog
-    until the worker sends them (`take_changes`). Why not through the table's mapping API: Faust's
-    RocksDB store finds the database of a key to delete through one key index shared by every
-    partition (or, for a key it has not indexed, deletes it in every partition's database), so a
-    delete could strike another partition's copy of the key; and its changelog path (a buffer
-    drained by a background task, throttling the stream when full) costs more than the ledger."""
+    Writes go straight to the partition's own RocksDB and changelog partition. Why not through the
+    table's mapping API: Faust's RocksDB store finds the database of a key to delete through one key
+    index shared by every partition (or, for a key it has not indexed, deletes it in every
+    partition's database), so a delete could strike another partition's copy of the key."""
 
     def __init__(self, table: faust.Table, partition: int) -> None:
         self._table = table
         self._partition = partition
-        self._changes: list[tuple[bytes, bytes | None]] = []
+        # Delivery futures of the changelog messages written since the last `take_sent`.
+        self._sent: list[Any] = []
 
     def set(self, key: bytes, value: bytes) -> None:
+        # The changelog message's delivery future is kept: the input record is acknowledged only
+        # once Kafka has acknowledged every one of them.
         self._db().put(key, value)
-        self._changes.append((key, value))
+        self._sent.append(self._table.send_changelog(self._partition, key, value))
 
     def delete(self, key: bytes) -> None:
         self._db().delete(key)
-        self._changes.append((key, None))
+        self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
 
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The writes since the last call, in the order they were made: the changelog's next records."""
-        changes, self._changes = self._changes, []
-        return changes
+    def take_sent(self) -> list[Any]:
+        sent, self._sent = self._sent, []
+        return sent
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
@@ -238,6 +238,9 @@ class Ledger:
                 processor = stage.processors.get(message.partition)
                 if processor is None:
                     processor = await self._load(stage, table, message.partition)
+                if message.offset > processor.applied_through + 1:
+                    await self._input_hole(stage, processor, message.offset)
+                    return
                 started = time.perf_counter()
                 applied = processor.process(message.offset, message.key, message.value)
                 apply_s = time.perf_counter() - started
@@ -254,12 +257,22 @@ class Ledger:
         processor = PartitionProcessor(stage.engine, stage.topic, partition, FaustPartitionTable(table, partition),
                                        self.codec, settings.internal_key, settings.dedup_window_us)
         resend = processor.load()
-        stage.unacked.append(([], [*await self._send_changes(table, processor), *await self._send(resend)]))
+        stage.unacked.append(([], [*processor.table.take_sent(), *await self._send(resend)]))
         stage.processors[partition] = processor
         log.info("partition loaded", extra={"stage": stage.name, "partition": partition,
                                             "applied_through": processor.applied_through,
                                             "outputs_resent": len(resend)})
         return processor
+
+    async def _input_hole(self, stage: Stage, processor: PartitionProcessor, offset: int) -> None:
+        """Input records between the last one applied and `offset` never reached the agent: stop the
+        worker. Applying past them would lose them for good; a restart reads them again from the
+        committed offset, which never passes them. (Faust drops records it fetches while its flow is
+        suspended and counts on a later seek to bring them back.)"""
+        log.error("input records missing: stopping the worker", extra={
+            "stage": stage.name, "partition": processor.partition,
+            "expected_offset": processor.applied_through + 1, "received_offset": offset})
+        await self.app.crash(RuntimeError(f"{stage.topic}[{processor.partition}]: records missing before {offset}"))
 
     async def _seal(self, stage: Stage) -> None:
         """Seal the stage's open group: intents and state writes, then outputs; then tell observers."""
@@ -270,13 +283,12 @@ class Ledger:
             futures: list[Any] = []
             outputs: list[Output] = []
             confirmed = self.app.tables.confirmed_commits
-            table = self.tables[stage.name]
             for partition, processor in group.processors.items():
                 outputs.extend(processor.seal())
                 committed = confirmed.get(TP(stage.topic, partition))
                 if committed is not None:
                     processor.forget_committed(committed)
-                futures.extend(await self._send_changes(table, processor))
+                futures.extend(processor.table.take_sent())
             futures.extend(await self._send(outputs))
             stage.unacked.append((group.events, futures))
             ack_durable(stage.unacked)
@@ -284,28 +296,9 @@ class Ledger:
             self._notify(processed)
 
     async def _send(self, outputs: list[Output]) -> list[Any]:
-        """Send outputs, in order; their delivery futures. (Straight to the producer: Faust's topic
-        objects add a layer of futures and callbacks per record that the ledger does not use.)"""
-        send = self.app.producer.send
-        return [await send(output.topic, output.key, output.value, None, None, None) for output in outputs]
-
-    async def _send_changes(self, table: faust.Table, processor: PartitionProcessor) -> list[Any]:
-        """Send a partition's table writes to its changelog partition, in order; their delivery futures.
-
-        Once the last is acknowledged, its offset is recorded in the partition's RocksDB, as Faust does
-        for its own writes: a restart on this disk replays the changelog only after it."""
-        changes = processor.table.take_changes()
-        if not changes:
-            return []
-        topic, partition, send = table.changelog_topic.get_topic_name(), processor.partition, self.app.producer.send
-        futures = [await send(topic, key, value, partition, None, None) for key, value in changes]
-
-        def persisted(future: Any) -> None:
-            if not future.cancelled() and future.exception() is None:
-                table.data.set_persisted_offset(TP(topic, partition), future.result().offset)
-
-        futures[-1].add_done_callback(persisted)
-        return futures
+        """Send outputs, in order; their delivery futures."""
+        topics = self.output_topics
+        return [await topics[output.topic].send(key=output.key, value=output.value) for output in outputs]
 
     async def _seal_lingering_groups(self) -> None:
         """Seal a group once it has waited `group_linger_ms`, also when no new record arrives, and
