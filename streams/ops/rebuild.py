@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from streams.app.processor import INTENT_PREFIX, PartitionProcessor
+from streams.app.processor import PartitionProcessor
 from streams.codec import Codec
 from streams.ops.chains import STAGE_INPUTS, DictTable, read_topic
 from streams.ops.journal import Chain
@@ -69,7 +69,9 @@ def rebuild_stage(bootstrap: str, stage: str, internal_key: bytes, dedup_window_
                                                                    internal_key, dedup_window_us)
             processor.load()
             rebuilt.tables[partition] = table
-        for output in processor.process(offset, key, value):
+        applied = processor.process(offset, key, value)
+        assert applied is not None, "a rebuild applies every record it reads"
+        for output in applied.outputs:
             if output.topic == JOURNAL:
                 record = codec.decode(output.value)
                 chain = rebuilt.chains.setdefault(partition, Chain(stage, partition, -1))
@@ -77,15 +79,26 @@ def rebuild_stage(bootstrap: str, stage: str, internal_key: bytes, dedup_window_
                 chain.input_offsets[record["batch_seq"]] = offset
         rebuilt.applied_through[partition] = offset
         rebuilt.records += 1
+        if processor.group_records >= _GROUP_RECORDS:
+            _make_durable(processor, offset)
+    for partition, processor in processors.items():
+        _make_durable(processor, rebuilt.applied_through[partition])
     # Partitions of the snapshot that had nothing new keep the snapshot's state.
     if snapshot is not None:
         for partition, table in snapshot.tables.items():
             rebuilt.tables.setdefault(partition, table)
             rebuilt.applied_through.setdefault(partition, snapshot.applied_through[partition])
-    for table in rebuilt.tables.values():  # the run is complete: no intent is needed to redo anything
-        for key in [k for k in table.data if k.startswith(INTENT_PREFIX)]:
-            del table.data[key]
     return rebuilt
+
+
+_GROUP_RECORDS = 1_000  # records applied in memory before their state goes to the table
+
+
+def _make_durable(processor: PartitionProcessor, offset: int) -> None:
+    """Write what the processor applied into its table, as a committed group: the state, and the
+    record of the committed offset that lets a worker carry on from the table (no intent left)."""
+    processor.seal()
+    processor.forget_committed(offset + 1)
 
 
 @dataclass
