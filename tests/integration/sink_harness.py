@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from streams.codec import Codec
 from streams.core.ledger import Ledger
 from streams.workload import generate
 from tests import kafka_broker
-from tests.integration.worker_harness import ROOT, free_port
+from tests.integration.worker_harness import ChildProcess, free_port
 
 SINK_TOPICS = ("ledger.journal", "ledger.signals", "ledger.rejections", "ledger.dlq")
 
@@ -37,24 +34,19 @@ def produce(bootstrap: str, outputs: list[Output], suffix: str) -> None:
     assert produce_outputs(bootstrap, outputs, suffix) == len(outputs)
 
 
-class SinkProcess:
+class SinkProcess(ChildProcess):
+    """`perpledger sink` on its own embedded ClickHouse, topics suffixed per test."""
+
     def __init__(self, bootstrap: str, suffix: str, data_dir: Path, log_path: Path, **env: str) -> None:
         self.web_port = free_port()
         self.url = f"chdb://{data_dir / 'clickhouse'}"
         self.suffix = suffix
-        self.env = {**os.environ, "PERPLEDGER_KAFKA_BOOTSTRAP": bootstrap, "PERPLEDGER_CLICKHOUSE_URL": self.url,
-                    "PERPLEDGER_SINK_GROUP": f"sink{suffix}", "PERPLEDGER_SINK_WEB_PORT": str(self.web_port),
-                    "PERPLEDGER_LOG_FORMAT": "text", **env}
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
+        super().__init__({"PERPLEDGER_KAFKA_BOOTSTRAP": bootstrap, "PERPLEDGER_CLICKHOUSE_URL": self.url,
+                          "PERPLEDGER_SINK_GROUP": f"sink{suffix}", "PERPLEDGER_SINK_WEB_PORT": str(self.web_port),
+                          "PERPLEDGER_LOG_FORMAT": "text", **env}, log_path)
 
     def start(self, *args: str) -> None:
-        assert self.process is None
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-        self.process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/perpledger"), "sink", "--topic-suffix", self.suffix, *args],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        self.spawn("sink", "--topic-suffix", self.suffix, *args)
 
     def run_to_end(self, *args: str, timeout_s: float = 120) -> None:
         """Start with --exit-at-end and wait for a clean exit."""
@@ -63,26 +55,6 @@ class SinkProcess:
         code = self.process.wait(timeout=timeout_s)
         self.process = None
         assert code == 0, self.log()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.process = None
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self.process = None
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
 
     def get(self, path: str) -> tuple[int, str]:
         try:

@@ -42,31 +42,19 @@ def fresh_topics(bootstrap: str, partitions: int) -> None:
     ensure_topics(bootstrap, partitions)
 
 
-class WorkerProcess:
-    """`perpledger worker` as a child process with its own data dir and web port."""
+class ChildProcess:
+    """A `perpledger` subcommand as a child process in its own session, logging to a file."""
 
-    def __init__(self, bootstrap: str, app_id: str, partitions: int, data_dir: Path, log_path: Path,
-                 web_port: int | None = None) -> None:
-        self.web_port = web_port or free_port()
-        self.env = {
-            **os.environ,
-            "PERPLEDGER_KAFKA_BOOTSTRAP": bootstrap,
-            "PERPLEDGER_APP_ID": app_id,
-            "PERPLEDGER_PARTITIONS": str(partitions),
-            "PERPLEDGER_DATA_DIR": str(data_dir),
-            "PERPLEDGER_WEB_PORT": str(self.web_port),
-            "PERPLEDGER_INTERNAL_KEY": INTERNAL_KEY,
-        }
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**os.environ, **env}
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def spawn(self, *args: str) -> None:
         assert self.process is None
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-        self.process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/perpledger"), "worker", "--log-level",
-             os.environ.get("PERPLEDGER_TEST_WORKER_LOG_LEVEL", "warning")],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen([str(ROOT / ".venv/bin/perpledger"), *args], env=self.env, cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def kill(self) -> None:
@@ -89,6 +77,25 @@ class WorkerProcess:
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+class WorkerProcess(ChildProcess):
+    """`perpledger worker` with its own data dir and web port."""
+
+    def __init__(self, bootstrap: str, app_id: str, partitions: int, data_dir: Path, log_path: Path,
+                 web_port: int | None = None) -> None:
+        self.web_port = web_port or free_port()
+        super().__init__({
+            "PERPLEDGER_KAFKA_BOOTSTRAP": bootstrap,
+            "PERPLEDGER_APP_ID": app_id,
+            "PERPLEDGER_PARTITIONS": str(partitions),
+            "PERPLEDGER_DATA_DIR": str(data_dir),
+            "PERPLEDGER_WEB_PORT": str(self.web_port),
+            "PERPLEDGER_INTERNAL_KEY": INTERNAL_KEY,
+        }, log_path)
+
+    def start(self) -> None:
+        self.spawn("worker", "--log-level", os.environ.get("PERPLEDGER_TEST_WORKER_LOG_LEVEL", "warning"))
 
 
 def lag(bootstrap: str, app_id: str) -> int:
