@@ -109,6 +109,7 @@ def core_from_topics(bootstrap: str, internal_key: bytes, dedup_window_us: int) 
                                                            internal_key, dedup_window_us)
                 processors[partition].load()
             processors[partition].process(offset, key, value)
+            processors[partition].seal_as_committed()  # only the state is read: keep no outputs pending
         for processor in processors.values():
             assert processor.engine is not None
             for record, value in processor.engine.store.items():

@@ -191,6 +191,13 @@ class PartitionProcessor:
         self._group_writes, self._group_outputs, self.group_records = {}, [], 0
         return outputs
 
+    def seal_as_committed(self) -> None:
+        """Seal the open group and count it committed at once: for offline runs (replays, rebuilds),
+        where no consumer group commits. The table then holds the state and the committed offset a
+        worker carries on from, and no intent."""
+        self.seal()
+        self.forget_committed(self.applied_through + 1)
+
     def forget_committed(self, committed_offset: int) -> None:
         """Delete the intents of groups wholly below the committed offset: their outputs are durable.
 

@@ -49,6 +49,9 @@ def stage_input(stage: str) -> tuple[str, type]:
     raise ValueError(f"unknown stage {stage!r} (account or market)")
 
 
+_GROUP_RECORDS = 1_000  # records applied in memory before their state goes to the table
+
+
 def rebuild_stage(bootstrap: str, stage: str, internal_key: bytes, dedup_window_us: int, *,
                   snapshot: Rebuilt | None = None, start: dict[int, int] | None = None,
                   stop: dict[int, int] | None = None) -> Rebuilt:
@@ -80,9 +83,9 @@ def rebuild_stage(bootstrap: str, stage: str, internal_key: bytes, dedup_window_
         rebuilt.applied_through[partition] = offset
         rebuilt.records += 1
         if processor.group_records >= _GROUP_RECORDS:
-            _make_durable(processor, offset)
-    for partition, processor in processors.items():
-        _make_durable(processor, rebuilt.applied_through[partition])
+            processor.seal_as_committed()
+    for processor in processors.values():
+        processor.seal_as_committed()
     # Partitions of the snapshot that had nothing new keep the snapshot's state.
     if snapshot is not None:
         for partition, table in snapshot.tables.items():
@@ -90,15 +93,6 @@ def rebuild_stage(bootstrap: str, stage: str, internal_key: bytes, dedup_window_
             rebuilt.applied_through.setdefault(partition, snapshot.applied_through[partition])
     return rebuilt
 
-
-_GROUP_RECORDS = 1_000  # records applied in memory before their state goes to the table
-
-
-def _make_durable(processor: PartitionProcessor, offset: int) -> None:
-    """Write what the processor applied into its table, as a committed group: the state, and the
-    record of the committed offset that lets a worker carry on from the table (no intent left)."""
-    processor.seal()
-    processor.forget_committed(offset + 1)
 
 
 @dataclass
