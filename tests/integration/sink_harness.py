@@ -54,7 +54,7 @@ class SinkProcess(ChildProcess):
         assert self.process is not None
         code = self.process.wait(timeout=timeout_s)
         self.process = None
-        assert code == 0, self.log()
+        assert code == 0, self.log_tail()
 
     def get(self, path: str) -> tuple[int, str]:
         try:
@@ -71,6 +71,3 @@ class SinkProcess(ChildProcess):
             return 0.0
         pattern = rf"^{re.escape(name)}(?:{{([^}}]*)}})? (\S+)$"
         return sum(float(value) for found, value in re.findall(pattern, text, re.M) if labels in found)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]

@@ -115,7 +115,7 @@ def test_sigkill_at_random_moments_leaves_every_posting_exactly_once(kafka_boots
             sink.start()
             deadline = time.monotonic() + 8  # a life with nothing left to insert is killed all the same
             while sink.metric("perpledger_sink_batches_inserted_total") < 1 and time.monotonic() < deadline:
-                assert sink.alive(), sink.log()
+                assert sink.alive(), sink.log_tail()
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.0, 0.4))
             mid_work += sink.metric("perpledger_sink_batches_inserted_total") >= 1
@@ -141,22 +141,22 @@ def test_clickhouse_unavailable_is_retried_reported_and_loses_nothing(kafka_boot
         sink.start()
         deadline = time.monotonic() + 60
         while sink.metric("perpledger_sink_insert_errors_total", 'reason="unavailable"') < 2:
-            assert sink.alive(), sink.log()
-            assert time.monotonic() < deadline, sink.log()
+            assert sink.alive(), sink.log_tail()
+            assert time.monotonic() < deadline, sink.log_tail()
             time.sleep(0.1)
         assert sink.get("/readyz")[0] == 503
         assert sink.get("/healthz")[0] == 200
         assert sum(committed(kafka_bootstrap, f"sink{suffix}", "ledger.journal" + suffix)) == 0
         holder.close()
         while sink.get("/readyz")[0] != 200 or sink.metric("perpledger_sink_batches_inserted_total") < 1:
-            assert sink.alive(), sink.log()
-            assert time.monotonic() < deadline + 60, sink.log()
+            assert sink.alive(), sink.log_tail()
+            assert time.monotonic() < deadline + 60, sink.log_tail()
             time.sleep(0.1)
         journal = sum(o.topic == JOURNAL for o in outputs)
         while sum(committed(kafka_bootstrap, f"sink{suffix}", "ledger.journal" + suffix)) < journal:
-            assert time.monotonic() < deadline + 90, sink.log()
+            assert time.monotonic() < deadline + 90, sink.log_tail()
             time.sleep(0.2)
-        assert "retrying" in sink.log()
+        assert "retrying" in sink.log_tail()
     finally:
         holder.close()
         sink.stop()

@@ -78,6 +78,10 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the child's log, for a failing test's message."""
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else "(no log)"
+
 
 class WorkerProcess(ChildProcess):
     """`perpledger worker` with its own data dir and web port."""
@@ -140,8 +144,10 @@ def wait_caught_up(bootstrap: str, app_id: str, timeout_s: float, stable_polls: 
     deadline, quiet = time.monotonic() + timeout_s, 0
     while quiet < stable_polls:
         for worker in workers:
-            assert worker.alive(), f"worker died: {worker.log_path.read_text(errors='replace')[-2000:]}"
-        assert time.monotonic() < deadline, f"workers did not catch up: lag {lag(bootstrap, app_id)}"
+            assert worker.alive(), f"worker died: {worker.log_tail()}"
+        assert time.monotonic() < deadline, (
+            f"workers did not catch up: lag {lag(bootstrap, app_id)}\n"
+            + "\n".join(f"--- {worker.log_path.name} (tail)\n{worker.log_tail()}" for worker in workers))
         try:
             quiet = quiet + 1 if lag(bootstrap, app_id) == 0 else 0
         except KafkaException:  # e.g. NOT_COORDINATOR while a restarted broker elects coordinators
