@@ -288,7 +288,8 @@ class HttpApi:
         return view
 
     def _read_only_processor(self, stage: str, partition: int) -> PartitionProcessor:
-        from streams.app.worker import STAGES, FaustPartitionTable
+        from streams.app.faust_parts import FaustPartitionTable
+        from streams.app.worker import STAGES
 
         engine = next(engine for name, _, engine in STAGES if name == stage)
         table = FaustPartitionTable(self.ledger.tables[stage], partition)

@@ -20,15 +20,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import faust
-from faust.tables import TableManager
 from faust.types import TP
 
 from streams.api.http import HttpApi
 from streams.app.config import Settings
+from streams.app.faust_parts import CommitConfirmingTableManager, FaustPartitionTable, InputSeekingTransport
 from streams.app.metrics import Metrics
 from streams.app.outputs import Output
 from streams.app.processor import Applied, PartitionProcessor
@@ -45,62 +45,6 @@ STAGES: tuple[tuple[str, str, type[StageEngine]], ...] = (
     (ACCOUNT, ACCOUNT_EVENTS, AccountStage),
     (MARKET, MARKET_EVENTS, MarketStage),
 )
-
-
-class FaustPartitionTable:
-    """The part of a Faust table that belongs to one partition, as the processor sees it.
-
-    Writes go straight to the partition's own RocksDB and changelog partition. Why not through the
-    table's mapping API: Faust's RocksDB store finds the database of a key to delete through one key
-    index shared by every partition (or, for a key it has not indexed, deletes it in every
-    partition's database), so a delete could strike another partition's copy of the key."""
-
-    def __init__(self, table: faust.Table, partition: int) -> None:
-        self._table = table
-        self._partition = partition
-        # Delivery futures of the changelog messages written since the last `take_sent`.
-        self._sent: list[Any] = []
-
-    def set(self, key: bytes, value: bytes) -> None:
-        # The changelog message's delivery future is kept: the input record is acknowledged only
-        # once Kafka has acknowledged every one of them.
-        self._db().put(key, value)
-        self._sent.append(self._table.send_changelog(self._partition, key, value))
-
-    def delete(self, key: bytes) -> None:
-        self._db().delete(key)
-        self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
-
-    def take_sent(self) -> list[Any]:
-        sent, self._sent = self._sent, []
-        return sent
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
-        # (the public iteration covers every assigned partition).
-        return iter(self._db().items())
-
-    def _db(self) -> Any:
-        # Looked up on every use, never kept: Faust drops its handle when the partition is revoked
-        # and RocksDB's lock is released only once no handle is left.
-        return self._table.data._db_for_partition(self._partition)
-
-
-class CommitConfirmingTableManager(TableManager):
-    """Faust's table manager, also keeping the offsets whose commit Kafka confirmed.
-
-    Why: intents may be deleted only below an offset that is really committed. Faust's consumer
-    records an offset as committed (`_committed_offset`) even when the commit failed, e.g. during a
-    rebalance; intents deleted on that word let the re-delivered records be applied again. Faust
-    calls `on_commit` only after a commit succeeded."""
-
-    def __init__(self, app: faust.App, **kwargs: Any) -> None:
-        super().__init__(app, **kwargs)
-        self.confirmed_commits: dict[TP, int] = {}
-
-    def on_commit(self, offsets: Any) -> None:
-        super().on_commit(offsets)
-        self.confirmed_commits.update(offsets)
 
 
 Unacked = deque[tuple[list[Any], list[Any]]]  # (input records, delivery futures of their effects)
@@ -202,6 +146,7 @@ class Ledger:
             TableManager=CommitConfirmingTableManager,
             **({"canonical_url": settings.canonical_url} if settings.canonical_url else {}),
         )
+        self.app.transport = InputSeekingTransport(self.app, frozenset(topic for _, topic, _ in STAGES))
         self.metrics = Metrics()
         self.observers: list[Observer] = [self._observe_metrics, _log_outcome]
         self.output_topics = {
