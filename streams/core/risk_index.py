@@ -20,6 +20,9 @@ from streams.core.numbers import PPM, Scale
 # Beyond any price (|price| < 10^38): "always" and "never" as thresholds.
 _ALWAYS = 10**60
 
+# A position's index entries: (list number, (threshold, user)) each.
+_Entries = tuple[tuple[int, tuple[int, str]], ...]
+
 
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -((-numerator) // denominator)
@@ -68,8 +71,10 @@ class MarketRiskIndex:
 
     def __init__(self) -> None:
         self._lists = [SortedList() for _ in range(6)]
-        # user -> [(list number, (threshold, user)), ...] as inserted, to remove them later.
-        self._entries: dict[str, list[tuple[int, tuple[int, str]]]] = {}
+        # user -> ((list number, (threshold, user)), ...) as inserted, to remove them later. Tuples,
+        # not lists: tuples of numbers and strings leave the garbage collector's lists, and there is
+        # one per open position.
+        self._entries: dict[str, _Entries] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,33 +109,30 @@ class MarketRiskIndex:
         self._lists = [SortedList(found) for found in items]
 
     def _entries_of(self, user: str, position: Position, margin: int, market: Market,
-                    scale: Scale) -> list[tuple[int, tuple[int, str]]]:
+                    scale: Scale) -> _Entries:
         size = position.size
         if size == 0:
-            return []
+            return ()
         # A position short of the initial margin line can never be short of the maintenance line
         # without being so too, so a position not yet reduce-only needs only its initial-margin
         # entry: it covers both signals. That keeps healthy positions (most of them) at one entry.
-        entries: list[tuple[int, tuple[int, str]]] = []
         mm_ppm, im_ppm = market.maintenance_margin_ppm, market.initial_margin_ppm
         entry = position.entry_price
         if size > 0:
             hi, lo = long_bracket(size, entry, margin, im_ppm, scale)
             if not position.reduce_only:
-                entries.append((self._LONG_RO_IN, (hi, user)))
-            else:
-                entries.append((self._LONG_RO_OUT, (lo, user)))
-                if position.liquidation_id is None:
-                    entries.append((self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        else:
-            t, u = short_bracket(size, entry, margin, im_ppm, scale)
-            if not position.reduce_only:
-                entries.append((self._SHORT_RO_IN, (t, user)))
-            else:
-                entries.append((self._SHORT_RO_OUT, (u, user)))
-                if position.liquidation_id is None:
-                    entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        return entries
+                return ((self._LONG_RO_IN, (hi, user)),)
+            if position.liquidation_id is not None:
+                return ((self._LONG_RO_OUT, (lo, user)),)
+            return ((self._LONG_RO_OUT, (lo, user)),
+                    (self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+        t, u = short_bracket(size, entry, margin, im_ppm, scale)
+        if not position.reduce_only:
+            return ((self._SHORT_RO_IN, (t, user)),)
+        if position.liquidation_id is not None:
+            return ((self._SHORT_RO_OUT, (u, user)),)
+        return ((self._SHORT_RO_OUT, (u, user)),
+                (self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
 
     def candidates(self, mark: int) -> list[str]:
         """Users whose state could differ at `mark` from their last check, in user-id order."""
