@@ -136,15 +136,15 @@ class MarketRiskIndex:
 
     def candidates(self, mark: int) -> list[str]:
         """Users whose state could differ at `mark` from their last check, in user-id order."""
+        # Ranges by value (irange), not by position (bisect_left + islice): positions need the
+        # SortedList's positional index, which every later add and remove must then maintain.
         lists = self._lists
         found: set[str] = set()
         above = (mark + 1,)  # sorts before every (mark + 1, user): the first threshold > mark
         for list_no in (self._LONG_LIQ, self._LONG_RO_IN):  # threshold > mark
-            sl = lists[list_no]
-            found.update(user for _, user in sl.islice(sl.bisect_left(above)))
+            found.update(user for _, user in lists[list_no].irange(above))
         for list_no in (self._LONG_RO_OUT, self._SHORT_LIQ, self._SHORT_RO_IN):  # threshold <= mark
-            sl = lists[list_no]
-            found.update(user for _, user in sl.islice(0, sl.bisect_left(above)))
-        sl = lists[self._SHORT_RO_OUT]  # threshold >= mark
-        found.update(user for _, user in sl.islice(sl.bisect_left((mark,))))
+            found.update(user for _, user in lists[list_no].irange(None, above, (True, False)))
+        # threshold >= mark
+        found.update(user for _, user in lists[self._SHORT_RO_OUT].irange((mark,)))
         return sorted(found)
