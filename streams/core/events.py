@@ -30,6 +30,7 @@ PRICE_SEQ = "price_seq"  # below 1 is INVALID_EVENT
 
 _DECIMAL_KINDS = frozenset({POSITIVE, SIGNED})
 _STRING_KINDS = frozenset({ID, NAME, TEXT})
+_BOUNDED_KINDS = frozenset({POSITIVE, DECIMALS, PRICE_SEQ, SEQ, EPOCH})
 
 _PRODUCER_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # The ledger's own ids join producer ids with ':' ("{parent event_id}:{type}").
@@ -49,6 +50,9 @@ class EventSpec(NamedTuple):
     decimals: tuple[str, ...]
     longs: tuple[str, ...]
     names: tuple[str, ...]  # charset-checked
+    # (name, kind) of the fields with a sign or bound rule, in field order (the first broken one is
+    # the one reported).
+    bounded: tuple[tuple[str, str], ...]
 
 
 def _spec(type_: str, stage: str, key_field: str, *fields: tuple[str, str], internal: bool = False):
@@ -63,6 +67,7 @@ def _spec(type_: str, stage: str, key_field: str, *fields: tuple[str, str], inte
         decimals=named(_DECIMAL_KINDS),
         longs=tuple(name for name, kind in fields if kind not in _STRING_KINDS and kind not in _DECIMAL_KINDS),
         names=named(frozenset({ID, NAME})),
+        bounded=tuple((name, kind) for name, kind in fields if kind in _BOUNDED_KINDS),
     )
 
 
@@ -203,12 +208,15 @@ def check_fields(event: dict, spec: EventSpec, trusted: bool, record_key: str | 
         raise Rejected(Reason.INVALID_EVENT, f"{spec.type} is internal to the ledger")
     if record_key is not None and record_key != event[spec.key_field]:
         raise Rejected(Reason.INVALID_EVENT, f"record key differs from {spec.key_field}")
-    if not _valid_name(event["source"]):
+    checked = _checked_names  # the cache test in line: most names were seen before
+    source = event["source"]
+    if source not in checked and not _valid_name(source):
         raise Rejected(Reason.INVALID_EVENT, "source outside the charset")
     for name in spec.names:
-        if not _valid_name(event[name]):
+        value = event[name]
+        if value not in checked and not _valid_name(value):
             raise Rejected(Reason.INVALID_EVENT, f"{name} outside [A-Za-z0-9._-]{{1,128}}")
-    for name, kind in spec.fields:
+    for name, kind in spec.bounded:
         value = event[name]
         if kind is POSITIVE:
             if value <= 0:

@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import json.encoder
+from collections.abc import Callable, Iterable
 
 from streams.core.model import JournalBatch
 
 GENESIS_HASH = "0" * 64
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+# Compact, ASCII-only JSON. A body is a tree of tuples, strings and ints, never circular: no need
+# for the encoder's cycle check, which costs a dict insert per container.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False)
+
+
+def _encode_function() -> Callable[[tuple], str]:
+    """`_ENCODER.encode`, or the same C encoder made once instead of on every call.
+
+    JSONEncoder.encode builds a new C encoder per call; without a cycle check one can be reused.
+    Its arguments are exactly those JSONEncoder.iterencode passes, so the bytes are the same.
+    """
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the _json accelerator
+        return _ENCODER.encode
+    encoder = _ENCODER
+    chunks = make(None, encoder.default, json.encoder.encode_basestring_ascii, encoder.indent,
+                  encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
+                  encoder.allow_nan)
+    join = "".join
+    return lambda body: join(chunks(body, 0))
+
+
+_encode = _encode_function()
 
 
 def canonical_batch(batch: JournalBatch) -> bytes:
@@ -25,7 +48,7 @@ def canonical_batch(batch: JournalBatch) -> bytes:
 
 def _canonical(body: tuple) -> bytes:
     # Tuples (named or not) encode as JSON arrays: no copies needed.
-    return _ENCODER.encode(body).encode()
+    return _encode(body).encode()
 
 
 def link_hash(prev_hash: str, body: tuple) -> str:

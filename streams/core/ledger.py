@@ -6,7 +6,6 @@ one partition at a time, and carries internal events over Kafka instead of this 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 
 from streams.core.account_stage import AccountStage
@@ -36,13 +35,13 @@ class Ledger:
     def submit(self, event: object) -> list[Outcome]:
         """Apply a producer's event, then every internal event it causes, in emission order."""
         outcomes: list[Outcome] = []
-        queue: deque[tuple[object, bool]] = deque([(event, False)])
-        while queue:
+        queue: list[tuple[object, bool]] = [(event, False)]
+        for current, trusted in queue:  # a list iterated while it grows: first in, first applied
             assert len(outcomes) < _MAX_EVENTS_PER_INPUT, "internal events must not cascade"
-            current, trusted = queue.popleft()
             outcome = self.stage_for(current).apply(current, trusted=trusted)
             outcomes.append(outcome)
-            queue.extend((emitted, True) for emitted in outcome.emitted)
+            if outcome.emitted:
+                queue.extend([(emitted, True) for emitted in outcome.emitted])
         return outcomes
 
     @property

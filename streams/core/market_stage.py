@@ -153,7 +153,11 @@ def market_of(book: Booking) -> Market:
 
 
 def position_of(book: Booking, user: str) -> Position:
-    return book.txn.get((book.key, POSITION, user), FLAT)
+    # Only `put_position` writes positions, and it keeps `book.positions` too.
+    position = book.positions.get((book.key, user))
+    if position is None:
+        return book._read((book.key, POSITION, user), FLAT)
+    return position
 
 
 def put_position(book: Booking, user: str, position: Position) -> None:
@@ -161,7 +165,7 @@ def put_position(book: Booking, user: str, position: Position) -> None:
     if position == FLAT:
         book.txn.delete(record)
     else:
-        book.txn.put(record, position)
+        book.writes[record] = position
     book.positions[(book.key, user)] = position
 
 

@@ -20,6 +20,9 @@ from streams.core.numbers import PPM, Scale
 # Beyond any price (|price| < 10^38): "always" and "never" as thresholds.
 _ALWAYS = 10**60
 
+# A position's index entries: (list number, (threshold, user)) each.
+_Entries = tuple[tuple[int, tuple[int, str]], ...]
+
 
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -((-numerator) // denominator)
@@ -68,8 +71,10 @@ class MarketRiskIndex:
 
     def __init__(self) -> None:
         self._lists = [SortedList() for _ in range(6)]
-        # user -> [(list number, (threshold, user)), ...] as inserted, to remove them later.
-        self._entries: dict[str, list[tuple[int, tuple[int, str]]]] = {}
+        # user -> ((list number, (threshold, user)), ...) as inserted, to remove them later. Tuples,
+        # not lists: tuples of numbers and strings leave the garbage collector's lists, and there is
+        # one per open position.
+        self._entries: dict[str, _Entries] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,45 +109,42 @@ class MarketRiskIndex:
         self._lists = [SortedList(found) for found in items]
 
     def _entries_of(self, user: str, position: Position, margin: int, market: Market,
-                    scale: Scale) -> list[tuple[int, tuple[int, str]]]:
+                    scale: Scale) -> _Entries:
         size = position.size
         if size == 0:
-            return []
+            return ()
         # A position short of the initial margin line can never be short of the maintenance line
         # without being so too, so a position not yet reduce-only needs only its initial-margin
         # entry: it covers both signals. That keeps healthy positions (most of them) at one entry.
-        entries: list[tuple[int, tuple[int, str]]] = []
         mm_ppm, im_ppm = market.maintenance_margin_ppm, market.initial_margin_ppm
         entry = position.entry_price
         if size > 0:
             hi, lo = long_bracket(size, entry, margin, im_ppm, scale)
             if not position.reduce_only:
-                entries.append((self._LONG_RO_IN, (hi, user)))
-            else:
-                entries.append((self._LONG_RO_OUT, (lo, user)))
-                if position.liquidation_id is None:
-                    entries.append((self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        else:
-            t, u = short_bracket(size, entry, margin, im_ppm, scale)
-            if not position.reduce_only:
-                entries.append((self._SHORT_RO_IN, (t, user)))
-            else:
-                entries.append((self._SHORT_RO_OUT, (u, user)))
-                if position.liquidation_id is None:
-                    entries.append((self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        return entries
+                return ((self._LONG_RO_IN, (hi, user)),)
+            if position.liquidation_id is not None:
+                return ((self._LONG_RO_OUT, (lo, user)),)
+            return ((self._LONG_RO_OUT, (lo, user)),
+                    (self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+        t, u = short_bracket(size, entry, margin, im_ppm, scale)
+        if not position.reduce_only:
+            return ((self._SHORT_RO_IN, (t, user)),)
+        if position.liquidation_id is not None:
+            return ((self._SHORT_RO_OUT, (u, user)),)
+        return ((self._SHORT_RO_OUT, (u, user)),
+                (self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
 
     def candidates(self, mark: int) -> list[str]:
         """Users whose state could differ at `mark` from their last check, in user-id order."""
+        # Ranges by value (irange), not by position (bisect_left + islice): positions need the
+        # SortedList's positional index, which every later add and remove must then maintain.
         lists = self._lists
         found: set[str] = set()
         above = (mark + 1,)  # sorts before every (mark + 1, user): the first threshold > mark
         for list_no in (self._LONG_LIQ, self._LONG_RO_IN):  # threshold > mark
-            sl = lists[list_no]
-            found.update(user for _, user in sl.islice(sl.bisect_left(above)))
+            found.update(user for _, user in lists[list_no].irange(above))
         for list_no in (self._LONG_RO_OUT, self._SHORT_LIQ, self._SHORT_RO_IN):  # threshold <= mark
-            sl = lists[list_no]
-            found.update(user for _, user in sl.islice(0, sl.bisect_left(above)))
-        sl = lists[self._SHORT_RO_OUT]  # threshold >= mark
-        found.update(user for _, user in sl.islice(sl.bisect_left((mark,))))
+            found.update(user for _, user in lists[list_no].irange(None, above, (True, False)))
+        # threshold >= mark
+        found.update(user for _, user in lists[self._SHORT_RO_OUT].irange((mark,)))
         return sorted(found)

@@ -35,13 +35,20 @@ class Store(Protocol):
 class DictStore:
     """An in-memory store: the reference for tests and offline replay."""
 
-    __slots__ = ("data",)
+    __slots__ = ("_data", "get")
 
     def __init__(self) -> None:
-        self.data: dict[tuple, Any] = {}
+        self.data = {}
 
-    def get(self, key: tuple, default: Any = None) -> Any:
-        return self.data.get(key, default)
+    @property
+    def data(self) -> dict[tuple, Any]:
+        return self._data
+
+    @data.setter
+    def data(self, data: dict[tuple, Any]) -> None:
+        self._data = data
+        # The dict's own get, bound: a read is then one C call, not a Python frame around one.
+        self.get = data.get
 
     def apply(self, writes: dict[tuple, Any]) -> None:
         data = self.data

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from streams.cli import main
-from streams.core.hashchain import GENESIS_HASH, batch_hash, first_broken_link
+from streams.core.hashchain import GENESIS_HASH, _canonical, batch_hash, first_broken_link
 from streams.core.ledger import Ledger
+from streams.core.model import Balance, PositionView, Posting
 from tests.unit.core.builders import USDT, deposit, fill, listed, mark, run, transfer
 
 
@@ -111,3 +115,21 @@ def test_the_engine_rejects_events_of_the_other_stage() -> None:
     ledger = Ledger()
     assert ledger.account.apply(listed()).reason == "INVALID_EVENT"
     assert ledger.market.apply(deposit("alice", 1)).reason == "INVALID_EVENT"
+
+
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(("", "user:u1:margin:BTC-PERP", 'q"\\\n'))
+_LEAF = _TEXT | st.integers() | st.integers(min_value=-(10**40), max_value=10**40)
+_BODY = st.recursive(st.tuples(_LEAF) | st.tuples(), lambda inner: st.lists(inner | _LEAF, max_size=5).map(tuple),
+                     max_leaves=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_BODY, st.sampled_from((Posting, Balance, PositionView)), st.lists(_TEXT | st.integers(), min_size=5,
+                                                                          max_size=5))
+def test_the_canonical_bytes_are_those_of_the_standard_json_encoder(body: tuple, record: type,
+                                                                    fields: list) -> None:
+    """The hashed bytes are defined as compact ASCII JSON (AC-41): the encoder the chain reuses
+    gives exactly json.dumps's bytes, named tuples included."""
+    named = record(*fields[:len(record._fields)])
+    for value in (body, (body, named), (named,)):
+        assert _canonical(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
