@@ -18,7 +18,7 @@ Two parts:
 
     .venv/bin/python scripts/bench_core.py                      # full size: 1M mix events
     .venv/bin/python scripts/bench_core.py --profile --scaling ''
-    .venv/bin/python scripts/bench_core.py --gc freeze --scaling ''   # the GC's share of the time
+    .venv/bin/python scripts/bench_core.py --gc default --scaling ''  # at Python's GC thresholds
     .venv/bin/python scripts/bench_core.py --events 50000 --users 5000 --scaling 1000,10000
 
 Exit status 1 if an invariant is broken or the profiled run diverges.
@@ -43,6 +43,7 @@ import tracemalloc
 from collections import Counter, defaultdict
 from typing import Any
 
+from streams.cli import GC_THRESHOLDS
 from streams.core.ledger import Ledger
 from streams.workload import MARKETS, T0_US, Workload
 
@@ -532,10 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-mix", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="run the workload again under cProfile: top 25 by tottime, top 30 by cumulative")
-    parser.add_argument("--gc", choices=("default", "freeze", "off"), default="default",
-                        help="the garbage collector during the mix: as configured, frozen after the setup, or off")
+    parser.add_argument("--gc", choices=("perpledger", "default", "freeze", "off"), default="perpledger",
+                        help="the garbage collector: at the thresholds the `perpledger` command sets, at "
+                             "Python's defaults, frozen after the setup, or off during the mix")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
+    if args.gc != "default":
+        gc.set_threshold(*GC_THRESHOLDS)
 
     version = core_version()
     print(f"bench_core: core at {version}; Python {platform.python_version()} on {platform.machine()}, "

@@ -161,10 +161,13 @@ def _workload_options(parser: argparse.ArgumentParser, *, events: int, users: in
     parser.add_argument("--users", type=int, default=users)
 
 
+# The ledger allocates no reference cycles; the cyclic collector only costs time (about a fifth
+# of a replay at default thresholds), so every command runs it rarely.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
 def main(argv: list[str] | None = None) -> int:
-    # The ledger allocates no reference cycles; the cyclic collector only costs time (about a fifth
-    # of a replay at default thresholds), so it runs rarely.
-    gc.set_threshold(100_000, 50, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
     args = build_parser().parse_args(argv)
     return args.run(args)
 
