@@ -21,6 +21,7 @@ import json
 import logging
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -57,7 +58,8 @@ class Topics:
 class Buffer:
     """Rows read but not inserted yet, the offsets that follow them, and their dead letters."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation  # the assignment it was read in (see Sink.generation)
         self.rows = tables.Rows()
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.dead_letters: list[tuple[str, bytes, bytes]] = []
@@ -79,7 +81,11 @@ class Sink:
         self.exit_at_end = exit_at_end
         self.tips = ChainTips()
         self.tips_stale = True  # read them from ClickHouse before judging the next batch
-        self.buffer = Buffer()
+        self.generation = 0  # counts revocations: a buffer read before one is not committed
+        self.buffer = Buffer(self.generation)
+        # The buffer being inserted by the insert thread, with its outcome (insert counts, seconds).
+        self.in_flight: tuple[Buffer, Future[tuple[dict[str, int], float]]] | None = None
+        self.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
         self.assigned: set[tuple[str, int]] = set()
         self.lags: dict[tuple[str, int], int] = {}  # from the last statistics
         self.stopping = False
@@ -113,8 +119,11 @@ class Sink:
                                     on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self._loop()
             self._flush()
+            self._settle()
             return 0
         finally:
+            self._forget_in_flight()
+            self.inserter.shutdown()
             if self.consumer is not None:
                 self.consumer.close()
             self.store.close()
@@ -179,7 +188,9 @@ class Sink:
         # What is buffered was not committed: the next owner (maybe this sink again) reads it again.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
         self.lags = {}
-        self.buffer = Buffer()
+        self.generation += 1
+        self.buffer = Buffer(self.generation)
+        self._forget_in_flight()
         self.tips_stale = True
         for p in partitions:
             with contextlib.suppress(KeyError):  # never reported yet
@@ -193,9 +204,12 @@ class Sink:
             messages = self.consumer.consume(_CONSUME_MAX, timeout=self._wait_s())
             for message in messages:
                 self._take(message)
+            if self.in_flight is not None and self.in_flight[1].done():
+                self._settle()  # commit as soon as the insert returned
             if self._due():
                 self._flush()
-            if self.exit_at_end and not messages and self.buffer.empty() and self._caught_up():
+            if (self.exit_at_end and not messages and self.buffer.empty() and self.in_flight is None
+                    and self._caught_up()):
                 log.info("caught up: every assigned partition is at its end")
                 return
 
@@ -281,35 +295,38 @@ class Sink:
     # -- flushing -----------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Insert the buffer (retrying until it works or the partitions are revoked), then commit."""
+        """Hand the buffer to the insert thread, once the insert before it is settled. The loop goes on
+        decoding while chDB writes its parts (it releases the GIL): one insert in flight at most, so
+        offsets are still committed in order and only after their insert returned."""
+        self._settle()
         buffer = self.buffer
         if buffer.empty():
             return
-        attempt, paused = 0, False
+        self.buffer = Buffer(self.generation)
+        self.in_flight = (buffer, self.inserter.submit(self._timed_insert, buffer.rows))
+
+    def _timed_insert(self, rows: tables.Rows) -> tuple[dict[str, int], float]:
+        started = time.monotonic()
+        inserted = self.store.insert(rows)
+        return inserted, time.monotonic() - started
+
+    def _settle(self) -> None:
+        """Wait for the insert in flight; retry it if it failed; then send its dead letters and commit."""
+        if self.in_flight is None:
+            return
+        buffer, future = self.in_flight
+        self.in_flight = None
         try:
-            while True:
-                if self.store.client is None:
-                    self._open_store(truncate=False)
-                if self.stopping and self.store.client is None:
-                    return
-                started = time.monotonic()
-                try:
-                    inserted = self.store.insert(buffer.rows)
-                    break
-                except Exception as error:
-                    self._failed("insert", error, attempt)
-                    self._reconnect_later(error)
-                    if not paused and self.consumer is not None:
-                        self.consumer.pause(self.consumer.assignment())
-                        paused = True
-                    self._sleep(backoff_s(attempt))
-                    attempt += 1
-                    if self.buffer is not buffer or self.stopping:  # revoked: the next owner reads it again
-                        return
-        finally:
-            if paused and self.consumer is not None:
-                self.consumer.resume(self.consumer.assignment())
-        elapsed = time.monotonic() - started
+            inserted, elapsed = future.result()
+        except Exception as error:
+            self._failed("insert", error, 0)
+            self._reconnect_later(error)
+            retried = self._insert_until_done(buffer)
+            if retried is None:
+                return
+            inserted, elapsed = retried
+        if buffer.generation != self.generation:
+            return  # revoked while in flight: the next owner reads it again (its copies count once)
         self._set_ready(True)
         self.metrics.insert_seconds.observe(elapsed)
         self.metrics.batches_inserted.inc()
@@ -318,8 +335,40 @@ class Sink:
             self.metrics.rows_inserted.labels(table).inc(count)
         self._send_dead_letters(buffer)
         self._commit(buffer)
-        if self.buffer is buffer:
-            self.buffer = Buffer()
+
+    def _forget_in_flight(self) -> None:
+        """Let the insert in flight end without committing it (its records are read again): ClickHouse
+        is then quiet for the chain tips' read, and the client is not shared between threads."""
+        if self.in_flight is not None:
+            with contextlib.suppress(Exception):  # not committed: a failure loses nothing
+                self.in_flight[1].result()
+            self.in_flight = None
+
+    def _insert_until_done(self, buffer: Buffer) -> tuple[dict[str, int], float] | None:
+        """Retry with backoff, partitions paused, until the insert works; None if the partitions were
+        revoked or the sink is stopping meanwhile."""
+        attempt, paused = 1, False
+        try:
+            while True:
+                if not paused and self.consumer is not None:
+                    self.consumer.pause(self.consumer.assignment())
+                    paused = True
+                self._sleep(backoff_s(attempt - 1))
+                if buffer.generation != self.generation or self.stopping:
+                    return None
+                if self.store.client is None:
+                    self._open_store(truncate=False)
+                    if self.store.client is None:  # stopping
+                        return None
+                try:
+                    return self._timed_insert(buffer.rows)
+                except Exception as error:
+                    self._failed("insert", error, attempt)
+                    self._reconnect_later(error)
+                    attempt += 1
+        finally:
+            if paused and self.consumer is not None:
+                self.consumer.resume(self.consumer.assignment())
 
     def _send_dead_letters(self, buffer: Buffer) -> None:
         if not buffer.dead_letters:
