@@ -24,7 +24,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from connectors.clickhouse import rows as tables
 from connectors.clickhouse.chain import ChainTips, Verdict, chain_label
@@ -87,7 +87,7 @@ class Sink:
         self.in_flight: tuple[Buffer, Future[tuple[dict[str, int], float]]] | None = None
         self.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
         self.assigned: set[tuple[str, int]] = set()
-        self.lags: dict[tuple[str, int], int] = {}  # from the last statistics
+        self.at_end: set[tuple[str, int]] = set()  # partitions read to their end (with exit_at_end)
         self.stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -114,6 +114,8 @@ class Sink:
             }
             if self.settings.instance_id:
                 config["group.instance.id"] = self.settings.instance_id
+            if self.exit_at_end:
+                config["enable.partition.eof"] = True  # tells the end at once, not at the next statistics
             self.consumer = Consumer(config)
             self.consumer.subscribe(list(self._source_topics()), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -175,8 +177,11 @@ class Sink:
                 for message in self.consumer.consume(_CONSUME_MAX, timeout=min(left, 0.5)):
                     if message.error() is None:
                         first.setdefault((message.topic(), message.partition()), message.offset())
+                    elif message.error().code() == KafkaError._PARTITION_EOF:
+                        self.at_end.add((message.topic(), message.partition()))
                 for (topic, partition), offset in first.items():
                     self.consumer.seek(TopicPartition(topic, partition, offset))
+                    self.at_end.discard((topic, partition))
 
     # -- rebalances ---------------------------------------------------------------------------------
 
@@ -187,7 +192,7 @@ class Sink:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # What is buffered was not committed: the next owner (maybe this sink again) reads it again.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
-        self.lags = {}
+        self.at_end -= {(p.topic, p.partition) for p in partitions}
         self.generation += 1
         self.buffer = Buffer(self.generation)
         self._forget_in_flight()
@@ -226,10 +231,15 @@ class Sink:
                 or time.monotonic() - self.buffer.started_s >= self.settings.batch_ms / 1000)
 
     def _take(self, message: Message) -> None:
-        if message.error() is not None:
-            log.warning("consumer error: %s", message.error())
+        topic, partition, error = message.topic(), message.partition(), message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.at_end.add((topic, partition))
+            else:
+                log.warning("consumer error: %s", error)
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        self.at_end.discard((topic, partition))
+        offset = message.offset()
         if self.tips_stale:
             self._load_tips()
         buffer = self.buffer
@@ -396,22 +406,17 @@ class Sink:
     def _on_stats(self, stats_json: str) -> None:
         """librdkafka's statistics (every second, from consume()): each partition's high watermark and
         this consumer's position, without a blocking query to the broker."""
-        lags = {}
         for topic, data in json.loads(stats_json).get("topics", {}).items():
             for partition_id, p in data.get("partitions", {}).items():
-                partition = int(partition_id)
-                if (topic, partition) not in self.assigned or p.get("hi_offset", -1) < 0:
+                if (topic, int(partition_id)) not in self.assigned or p.get("hi_offset", -1) < 0:
                     continue  # -1 is librdkafka's unassigned placeholder
                 position = next((o for o in (p.get("app_offset", -1), p.get("committed_offset", -1),
                                              p.get("lo_offset", -1)) if o >= 0), 0)
-                lags[(topic, partition)] = max(0, p["hi_offset"] - position)
-        for (topic, partition), lag in lags.items():
-            self.metrics.lag.labels(topic, str(partition)).set(lag)
-        self.lags = lags
+                self.metrics.lag.labels(topic, partition_id).set(max(0, p["hi_offset"] - position))
 
     def _caught_up(self) -> bool:
-        """Every assigned partition read to its end, by the last statistics."""
-        return bool(self.assigned) and all(self.lags.get(tp, 1) == 0 for tp in self.assigned)
+        """Every assigned partition read to its end (librdkafka's end-of-partition events)."""
+        return bool(self.assigned) and self.assigned <= self.at_end
 
 
 def reset_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:
