@@ -6,12 +6,19 @@ A journal batch fills `journal_batches` (its header, enough to verify the hash c
 `signals` (and the trigger and uncovered deficit steps of `liquidation_events`); rejections fill
 `rejections`. Columns left out here (`ts`, the postings' `user` and `market`) are computed by
 ClickHouse from their DEFAULT expressions.
+
+Rows are handed to ClickHouse as Arrow tables (`arrow_table`): pyarrow converts whole columns in C,
+where clickhouse-connect's Native insert serialises value by value in Python. A posting is not
+copied into a row here at all: its batch's columns are taken from the `journal_batches` row by
+index, so per posting only its own dict is kept.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import pyarrow as pa
 
 from streams.core.events import spec_for
 
@@ -47,24 +54,45 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "prev_hash", "hash", "journal_partition", "journal_offset"),
 }
 TABLES: tuple[str, ...] = tuple(COLUMNS)
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+POSTINGS = "journal_postings"
+# A posting's own fields (from its dict), and the columns it shares with its batch's journal_batches row.
+_POSTING_FIELDS = ("posting_id", "account", "asset", "amount", "kind")
+_BATCH_FIELDS = tuple(c for c in COLUMNS[POSTINGS] if c in COLUMNS["journal_batches"])
+# Lists of strings and ints, never circular: no need for the cycle check.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False)
 
 
 class Rows:
-    """Rows per table, column-oriented (what clickhouse-connect inserts without transposing)."""
+    """Rows per table as tuples in COLUMNS order; journal_postings as the postings' dicts (see `arrow_table`)."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, list[list[Any]]] = {t: [[] for _ in names] for t, names in COLUMNS.items()}
+        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLES if t != POSTINGS}
+        self.postings: list[dict[str, Any]] = []
+        self.posting_batch: list[int] = []  # per posting: its batch's row in journal_batches
+        self.posting_index: list[int] = []  # per posting: its place in its batch
 
     def add(self, table: str, row: tuple) -> None:
-        for column, value in zip(self.columns[table], row, strict=True):
-            column.append(value)
+        self.rows[table].append(row)
 
     def count(self, table: str) -> int:
-        return len(self.columns[table][0])
+        return len(self.postings) if table == POSTINGS else len(self.rows[table])
 
     def total(self) -> int:
         return sum(self.count(t) for t in TABLES)
+
+
+def arrow_table(rows: Rows, table: str, types: dict[str, pa.DataType]) -> pa.Table:
+    """A table's rows as Arrow, each column of the given type (by column name)."""
+    if table != POSTINGS:
+        struct = pa.struct([(name, types[name]) for name in COLUMNS[table]])
+        return pa.Table.from_struct_array(pa.array(rows.rows[table], struct))
+    own = pa.array(rows.postings, pa.struct([(f, types[f]) for f in _POSTING_FIELDS]))
+    batches = dict(zip(COLUMNS["journal_batches"], zip(*rows.rows["journal_batches"], strict=True), strict=True))
+    which = pa.array(rows.posting_batch, pa.int64())
+    columns = {name: pa.array(batches[name], types[name]).take(which) for name in _BATCH_FIELDS}
+    columns |= {f: own.field(f) for f in _POSTING_FIELDS}
+    columns["posting_index"] = pa.array(rows.posting_index, types["posting_index"])
+    return pa.table({name: columns[name] for name in COLUMNS[POSTINGS]})
 
 
 def payload_fields(batch: dict) -> dict[str, Any]:
@@ -84,13 +112,11 @@ def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: i
     input_topic, input_offset = batch["input_topic"] or "", _partition(batch["input_offset"])
     key, origin = batch["key"], batch["origin_key"]
     postings = batch["postings"]
-    add = rows.columns["journal_postings"]
-    for n, p in enumerate(postings):
-        for column, value in zip(add, (p["account"], p["asset"], stage, partition, seq, n, p["posting_id"], key,
-                                       origin, event_id, event_type, ts_us, input_topic, input_offset, p["amount"],
-                                       p["kind"]), strict=True):
-            column.append(value)
-    for pos in batch["positions"]:
+    rows.postings += postings
+    rows.posting_batch += [rows.count("journal_batches")] * len(postings)  # the row added last, below
+    rows.posting_index += range(len(postings))
+    positions = batch["positions"]
+    for pos in positions:
         rows.add("positions", (pos["market"], pos["user"], stage, partition, seq, event_id, event_type, ts_us,
                                pos["size"], pos["entry_price"], pos["state"]))
     where = (stage, partition, seq, event_id, ts_us)
@@ -108,8 +134,9 @@ def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: i
         stage, partition, seq, key, origin, event_id, event_type, ts_us, input_topic, input_offset,
         batch["payload_json"],
         _COMPACT.encode([[b["account"], b["asset"], b["balance"]] for b in batch["balances"]]),
-        _COMPACT.encode([[p["market"], p["user"], p["size"], p["entry_price"], p["state"]]
-                         for p in batch["positions"]]),
+        # Most batches (the account stage's) change no position: spare the encoder call.
+        _COMPACT.encode([[p["market"], p["user"], p["size"], p["entry_price"], p["state"]] for p in positions])
+        if positions else "[]",
         len(postings), batch["prev_hash"], batch["hash"], journal_partition, journal_offset))
 
 

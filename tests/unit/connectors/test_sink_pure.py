@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +63,30 @@ def _scenario_rows() -> tables.Rows:
 
 
 def _records(rows: tables.Rows, table: str) -> list[dict]:
-    return [dict(zip(tables.COLUMNS[table], values, strict=True)) for values in zip(*rows.columns[table], strict=True)]
+    return [dict(zip(tables.COLUMNS[table], values, strict=True)) for values in rows.rows[table]]
+
+
+def test_posting_rows_are_each_posting_with_its_batch_columns() -> None:
+    codec, rows, expected = Codec(), tables.Rows(), []
+    for n, output in enumerate(ledger_outputs(scenario.events(), Ledger(), codec)):
+        if output.topic == JOURNAL:
+            batch = codec.decode(output.value)
+            tables.add_batch(rows, batch, 0, n)
+            for index, p in enumerate(batch["postings"]):
+                expected.append({
+                    "account": p["account"], "asset": p["asset"], "stage": batch["stage"],
+                    "input_partition": batch["input_partition"], "batch_seq": batch["batch_seq"],
+                    "posting_index": index, "posting_id": p["posting_id"], "key": batch["key"],
+                    "origin_key": batch["origin_key"], "event_id": batch["event_id"], "event_type": batch["event_type"],
+                    "ts_us": batch["ts_us"], "input_topic": batch["input_topic"] or "",
+                    "input_offset": batch["input_offset"], "amount": p["amount"], "kind": p["kind"]})
+    integers = {"input_partition", "batch_seq", "posting_index", "ts_us", "input_offset"}
+    types = {name: pa.int64() if name in integers else pa.decimal128(38, 0) if name == "amount" else pa.string()
+             for name in tables.COLUMNS["journal_postings"]}
+    table = tables.arrow_table(rows, "journal_postings", types)
+    assert table.column_names == list(tables.COLUMNS["journal_postings"])
+    assert [{**row, "amount": int(row["amount"])} for row in table.to_pylist()] == expected
+    assert len({row["batch_seq"] for row in expected}) > 1 and max(row["posting_index"] for row in expected) > 0
 
 
 def test_trade_rows_carry_both_sides_fees_and_realized_pnl() -> None:
