@@ -7,7 +7,7 @@ A journal batch fills `journal_batches` (its header, enough to verify the hash c
 `rejections`. Columns left out here (`ts`, the postings' `user` and `market`) are computed by
 ClickHouse from their DEFAULT expressions.
 
-Rows are handed to ClickHouse as Arrow tables (`arrow_table`): pyarrow converts whole columns in C,
+Rows are handed to ClickHouse as Arrow tables (`arrow_tables`): pyarrow converts whole columns in C,
 where clickhouse-connect's Native insert serialises value by value in Python. A posting is not
 copied into a row here at all: its batch's columns are taken from the `journal_batches` row by
 index, so per posting only its own dict is kept.
@@ -63,7 +63,7 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circ
 
 
 class Rows:
-    """Rows per table as tuples in COLUMNS order; journal_postings as the postings' dicts (see `arrow_table`)."""
+    """Rows per table as tuples in COLUMNS order; journal_postings as the postings' dicts (see `arrow_tables`)."""
 
     def __init__(self) -> None:
         self.rows: dict[str, list[tuple]] = {t: [] for t in TABLES if t != POSTINGS}
@@ -81,18 +81,22 @@ class Rows:
         return sum(self.count(t) for t in TABLES)
 
 
-def arrow_table(rows: Rows, table: str, types: dict[str, pa.DataType]) -> pa.Table:
-    """A table's rows as Arrow, each column of the given type (by column name)."""
-    if table != POSTINGS:
-        struct = pa.struct([(name, types[name]) for name in COLUMNS[table]])
-        return pa.Table.from_struct_array(pa.array(rows.rows[table], struct))
-    own = pa.array(rows.postings, pa.struct([(f, types[f]) for f in _POSTING_FIELDS]))
-    batches = dict(zip(COLUMNS["journal_batches"], zip(*rows.rows["journal_batches"], strict=True), strict=True))
-    which = pa.array(rows.posting_batch, pa.int64())
-    columns = {name: pa.array(batches[name], types[name]).take(which) for name in _BATCH_FIELDS}
-    columns |= {f: own.field(f) for f in _POSTING_FIELDS}
-    columns["posting_index"] = pa.array(rows.posting_index, types["posting_index"])
-    return pa.table({name: columns[name] for name in COLUMNS[POSTINGS]})
+def arrow_tables(rows: Rows, types: dict[str, dict[str, pa.DataType]]) -> dict[str, pa.Table]:
+    """Every table that has rows, as Arrow, in TABLES order; `types` per table and column name."""
+    tables = {}
+    for table in TABLES:
+        if table != POSTINGS and rows.rows[table]:
+            struct = pa.struct([(name, types[table][name]) for name in COLUMNS[table]])
+            tables[table] = pa.Table.from_struct_array(pa.array(rows.rows[table], struct))
+    if rows.postings:
+        own_types = types[POSTINGS]
+        own = pa.array(rows.postings, pa.struct([(f, own_types[f]) for f in _POSTING_FIELDS]))
+        batches, which = tables["journal_batches"], pa.array(rows.posting_batch, pa.int64())
+        columns = {name: batches.column(name).take(which).cast(own_types[name]) for name in _BATCH_FIELDS}
+        columns |= {f: own.field(f) for f in _POSTING_FIELDS}
+        columns["posting_index"] = pa.array(rows.posting_index, own_types["posting_index"])
+        tables[POSTINGS] = pa.table({name: columns[name] for name in COLUMNS[POSTINGS]})
+    return {table: tables[table] for table in TABLES if table in tables}
 
 
 def payload_fields(batch: dict) -> dict[str, Any]:

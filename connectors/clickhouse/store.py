@@ -11,7 +11,7 @@ import pyarrow as pa
 from connectors.clickhouse import schema
 from connectors.clickhouse.chain import Chain
 from connectors.clickhouse.client import Target, connect
-from connectors.clickhouse.rows import COLUMNS, TABLES, Rows, arrow_table
+from connectors.clickhouse.rows import COLUMNS, TABLES, Rows, arrow_tables
 
 UNAVAILABLE, TABLE_MISSING, OTHER = "unavailable", "table_missing", "other"
 # ClickHouse error codes: UNKNOWN_TABLE, UNKNOWN_DATABASE.
@@ -78,12 +78,9 @@ class Store:
     def insert(self, rows: Rows) -> dict[str, int]:
         """Every table's rows, journal_batches last (see rows.COLUMNS); rows inserted per table."""
         inserted = {}
-        for table in TABLES:
-            count = rows.count(table)
-            if count:
-                self.client.insert_arrow(f"{self.db}.{table}", arrow_table(rows, table, self.arrow_types[table]),
-                                         settings=_INSERT_SETTINGS)
-                inserted[table] = count
+        for table, data in arrow_tables(rows, self.arrow_types).items():
+            self.client.insert_arrow(f"{self.db}.{table}", data, settings=_INSERT_SETTINGS)
+            inserted[table] = data.num_rows
         return inserted
 
     def chain_tips(self) -> dict[Chain, tuple[int, str]]:

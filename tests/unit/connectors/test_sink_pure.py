@@ -80,10 +80,13 @@ def test_posting_rows_are_each_posting_with_its_batch_columns() -> None:
                     "origin_key": batch["origin_key"], "event_id": batch["event_id"], "event_type": batch["event_type"],
                     "ts_us": batch["ts_us"], "input_topic": batch["input_topic"] or "",
                     "input_offset": batch["input_offset"], "amount": p["amount"], "kind": p["kind"]})
-    integers = {"input_partition", "batch_seq", "posting_index", "ts_us", "input_offset"}
-    types = {name: pa.int64() if name in integers else pa.decimal128(38, 0) if name == "amount" else pa.string()
-             for name in tables.COLUMNS["journal_postings"]}
-    table = tables.arrow_table(rows, "journal_postings", types)
+    integers = {"input_partition", "batch_seq", "posting_index", "ts_us", "input_offset", "posting_count",
+                "journal_partition", "journal_offset", "epoch", "rate_ppb"}
+    money = {"amount", "size", "entry_price", "price", "quantity", "fee_minor", "realized_pnl_minor", "penalty_minor",
+             "position_after", "amount_minor", "deficit_minor", "insurance_cover_minor", "uncovered_minor"}
+    types = {table: {name: pa.int64() if name in integers else pa.decimal128(38, 0) if name in money
+                     else pa.string() for name in columns} for table, columns in tables.COLUMNS.items()}
+    table = tables.arrow_tables(rows, types)["journal_postings"]
     assert table.column_names == list(tables.COLUMNS["journal_postings"])
     assert [{**row, "amount": int(row["amount"])} for row in table.to_pylist()] == expected
     assert len({row["batch_seq"] for row in expected}) > 1 and max(row["posting_index"] for row in expected) > 0
