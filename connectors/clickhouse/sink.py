@@ -211,8 +211,8 @@ class Sink:
                 self._take(message)
             if self.in_flight is not None and self.in_flight[1].done():
                 self._settle()  # commit as soon as the insert returned
-            if self._due():
-                self._flush()
+            if self._due() or (self.exit_at_end and self._caught_up()):
+                self._flush()  # at the end nothing is left to wait for: insert what is read at once
             if (self.exit_at_end and not messages and self.buffer.empty() and self.in_flight is None
                     and self._caught_up()):
                 log.info("caught up: every assigned partition is at its end")
