@@ -73,6 +73,8 @@ class Sink:
     def __init__(self, settings: SinkSettings, *, rebuild: bool = False, exit_at_end: bool = False) -> None:
         self.settings = settings
         self.topics = Topics.with_suffix(settings.topic_suffix)
+        self.record_types = {self.topics.journal: "JournalBatch", self.topics.signals: "Signal",
+                             self.topics.rejections: "Rejection"}  # what each source topic carries
         self.store = Store(parse_url(settings.clickhouse_url))
         self.metrics = SinkMetrics()
         self.web = WebServer(self.metrics, settings.web_host, settings.web_port) if settings.web_port else None
@@ -246,8 +248,7 @@ class Sink:
         if buffer.started_s is None:
             buffer.started_s = time.monotonic()
         buffer.next_offsets[(topic, partition)] = offset + 1
-        expected = {self.topics.journal: "JournalBatch", self.topics.signals: "Signal",
-                    self.topics.rejections: "Rejection"}[topic]
+        expected = self.record_types[topic]
         try:
             record = self.codec.decode(message.value())
             if record["type"] != expected:
