@@ -45,7 +45,9 @@ class ChainTips:
         if batch_seq != last_seq + 1 or prev_hash != last_hash:
             verdict = Verdict.BREAK
         self.tips[chain] = (batch_seq, batch_hash)
-        recent = self._recent.setdefault(chain, OrderedDict())
+        recent = self._recent.get(chain)
+        if recent is None:  # not setdefault: that would build an OrderedDict for every batch
+            recent = self._recent[chain] = OrderedDict()
         recent[batch_seq] = batch_hash
         if len(recent) > 4096:  # copies arrive close to their originals; bound the memory
             recent.popitem(last=False)

@@ -6,12 +6,21 @@ A journal batch fills `journal_batches` (its header, enough to verify the hash c
 `signals` (and the trigger and uncovered deficit steps of `liquidation_events`); rejections fill
 `rejections`. Columns left out here (`ts`, the postings' `user` and `market`) are computed by
 ClickHouse from their DEFAULT expressions.
+
+Rows are handed to ClickHouse as Arrow tables (`arrow_tables`): pyarrow converts whole columns in C,
+where clickhouse-connect's Native insert serialises value by value in Python. A posting is not
+copied into a row here at all: its batch's columns are taken from the `journal_batches` row by
+index, so per posting only its own dict is kept.
 """
 
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 from typing import Any
+
+import pyarrow as pa
 
 from streams.core.events import spec_for
 
@@ -47,24 +56,68 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "prev_hash", "hash", "journal_partition", "journal_offset"),
 }
 TABLES: tuple[str, ...] = tuple(COLUMNS)
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+POSTINGS = "journal_postings"
+# A posting's own fields (from its dict), and the columns it shares with its batch's journal_batches row.
+_POSTING_FIELDS = ("posting_id", "account", "asset", "amount", "kind")
+_BATCH_FIELDS = tuple(c for c in COLUMNS[POSTINGS] if c in COLUMNS["journal_batches"])
+
+
+def _compact_encoder() -> Callable[[list], str]:
+    """Compact ASCII JSON of lists of strings and ints, as `json.dumps(value, separators=(",", ":"))`.
+
+    JSONEncoder.encode makes a new C encoder on every call: half the time of these small lists. These
+    lists are never circular, so one encoder without the cycle check serves every call; its arguments
+    are those JSONEncoder.iterencode passes, so the text is the same.
+    """
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False)
+    make = json.encoder.c_make_encoder
+    if make is None:  # an interpreter without the _json accelerator
+        return encoder.encode
+    chunks = make(None, encoder.default, json.encoder.encode_basestring_ascii, encoder.indent,
+                  encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
+                  encoder.allow_nan)
+    join = "".join
+    return lambda value: join(chunks(value, 0))
+
+
+compact_json = _compact_encoder()
 
 
 class Rows:
-    """Rows per table, column-oriented (what clickhouse-connect inserts without transposing)."""
+    """Rows per table as tuples in COLUMNS order; journal_postings as the postings' dicts (see `arrow_tables`)."""
 
     def __init__(self) -> None:
-        self.columns: dict[str, list[list[Any]]] = {t: [[] for _ in names] for t, names in COLUMNS.items()}
+        self.rows: dict[str, list[tuple]] = {t: [] for t in TABLES if t != POSTINGS}
+        self.postings: list[dict[str, Any]] = []
+        self.posting_batch: list[int] = []  # per posting: its batch's row in journal_batches
+        self.posting_index: list[int] = []  # per posting: its place in its batch
 
     def add(self, table: str, row: tuple) -> None:
-        for column, value in zip(self.columns[table], row, strict=True):
-            column.append(value)
+        self.rows[table].append(row)
 
     def count(self, table: str) -> int:
-        return len(self.columns[table][0])
+        return len(self.postings) if table == POSTINGS else len(self.rows[table])
 
     def total(self) -> int:
         return sum(self.count(t) for t in TABLES)
+
+
+def arrow_tables(rows: Rows, types: dict[str, dict[str, pa.DataType]]) -> dict[str, pa.Table]:
+    """Every table that has rows, as Arrow, in TABLES order; `types` per table and column name."""
+    tables = {}
+    for table in TABLES:
+        if table != POSTINGS and rows.rows[table]:
+            struct = pa.struct([(name, types[table][name]) for name in COLUMNS[table]])
+            tables[table] = pa.Table.from_struct_array(pa.array(rows.rows[table], struct))
+    if rows.postings:
+        own_types = types[POSTINGS]
+        own = pa.array(rows.postings, pa.struct([(f, own_types[f]) for f in _POSTING_FIELDS]))
+        batches, which = tables["journal_batches"], pa.array(rows.posting_batch, pa.int64())
+        columns = {name: batches.column(name).take(which).cast(own_types[name]) for name in _BATCH_FIELDS}
+        columns |= {f: own.field(f) for f in _POSTING_FIELDS}
+        columns["posting_index"] = pa.array(rows.posting_index, own_types["posting_index"])
+        tables[POSTINGS] = pa.table({name: columns[name] for name in COLUMNS[POSTINGS]})
+    return {table: tables[table] for table in TABLES if table in tables}
 
 
 def payload_fields(batch: dict) -> dict[str, Any]:
@@ -84,13 +137,11 @@ def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: i
     input_topic, input_offset = batch["input_topic"] or "", _partition(batch["input_offset"])
     key, origin = batch["key"], batch["origin_key"]
     postings = batch["postings"]
-    add = rows.columns["journal_postings"]
-    for n, p in enumerate(postings):
-        for column, value in zip(add, (p["account"], p["asset"], stage, partition, seq, n, p["posting_id"], key,
-                                       origin, event_id, event_type, ts_us, input_topic, input_offset, p["amount"],
-                                       p["kind"]), strict=True):
-            column.append(value)
-    for pos in batch["positions"]:
+    rows.postings += postings
+    rows.posting_batch += [rows.count("journal_batches")] * len(postings)  # the row added last, below
+    rows.posting_index += range(len(postings))
+    positions = batch["positions"]
+    for pos in positions:
         rows.add("positions", (pos["market"], pos["user"], stage, partition, seq, event_id, event_type, ts_us,
                                pos["size"], pos["entry_price"], pos["state"]))
     where = (stage, partition, seq, event_id, ts_us)
@@ -107,9 +158,10 @@ def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: i
     rows.add("journal_batches", (
         stage, partition, seq, key, origin, event_id, event_type, ts_us, input_topic, input_offset,
         batch["payload_json"],
-        _COMPACT.encode([[b["account"], b["asset"], b["balance"]] for b in batch["balances"]]),
-        _COMPACT.encode([[p["market"], p["user"], p["size"], p["entry_price"], p["state"]]
-                         for p in batch["positions"]]),
+        compact_json([[b["account"], b["asset"], b["balance"]] for b in batch["balances"]]),
+        # Most batches (the account stage's) change no position: spare the encoder call.
+        compact_json([[p["market"], p["user"], p["size"], p["entry_price"], p["state"]] for p in positions])
+        if positions else "[]",
         len(postings), batch["prev_hash"], batch["hash"], journal_partition, journal_offset))
 
 

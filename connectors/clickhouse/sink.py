@@ -21,9 +21,10 @@ import json
 import logging
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from connectors.clickhouse import rows as tables
 from connectors.clickhouse.chain import ChainTips, Verdict, chain_label
@@ -57,7 +58,8 @@ class Topics:
 class Buffer:
     """Rows read but not inserted yet, the offsets that follow them, and their dead letters."""
 
-    def __init__(self) -> None:
+    def __init__(self, generation: int) -> None:
+        self.generation = generation  # the assignment it was read in (see Sink.generation)
         self.rows = tables.Rows()
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.dead_letters: list[tuple[str, bytes, bytes]] = []
@@ -71,6 +73,8 @@ class Sink:
     def __init__(self, settings: SinkSettings, *, rebuild: bool = False, exit_at_end: bool = False) -> None:
         self.settings = settings
         self.topics = Topics.with_suffix(settings.topic_suffix)
+        self.record_types = {self.topics.journal: "JournalBatch", self.topics.signals: "Signal",
+                             self.topics.rejections: "Rejection"}  # what each source topic carries
         self.store = Store(parse_url(settings.clickhouse_url))
         self.metrics = SinkMetrics()
         self.web = WebServer(self.metrics, settings.web_host, settings.web_port) if settings.web_port else None
@@ -79,9 +83,13 @@ class Sink:
         self.exit_at_end = exit_at_end
         self.tips = ChainTips()
         self.tips_stale = True  # read them from ClickHouse before judging the next batch
-        self.buffer = Buffer()
+        self.generation = 0  # counts revocations: a buffer read before one is not committed
+        self.buffer = Buffer(self.generation)
+        # The buffer being inserted by the insert thread, with its outcome (insert counts, seconds).
+        self.in_flight: tuple[Buffer, Future[tuple[dict[str, int], float]]] | None = None
+        self.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
         self.assigned: set[tuple[str, int]] = set()
-        self.lags: dict[tuple[str, int], int] = {}  # from the last statistics
+        self.at_end: set[tuple[str, int]] = set()  # partitions read to their end (with exit_at_end)
         self.stopping = False
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
@@ -108,13 +116,18 @@ class Sink:
             }
             if self.settings.instance_id:
                 config["group.instance.id"] = self.settings.instance_id
+            if self.exit_at_end:
+                config["enable.partition.eof"] = True  # tells the end at once, not at the next statistics
             self.consumer = Consumer(config)
             self.consumer.subscribe(list(self._source_topics()), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self._loop()
             self._flush()
+            self._settle()
             return 0
         finally:
+            self._forget_in_flight()
+            self.inserter.shutdown()
             if self.consumer is not None:
                 self.consumer.close()
             self.store.close()
@@ -166,8 +179,11 @@ class Sink:
                 for message in self.consumer.consume(_CONSUME_MAX, timeout=min(left, 0.5)):
                     if message.error() is None:
                         first.setdefault((message.topic(), message.partition()), message.offset())
+                    elif message.error().code() == KafkaError._PARTITION_EOF:
+                        self.at_end.add((message.topic(), message.partition()))
                 for (topic, partition), offset in first.items():
                     self.consumer.seek(TopicPartition(topic, partition, offset))
+                    self.at_end.discard((topic, partition))
 
     # -- rebalances ---------------------------------------------------------------------------------
 
@@ -178,8 +194,10 @@ class Sink:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # What is buffered was not committed: the next owner (maybe this sink again) reads it again.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
-        self.lags = {}
-        self.buffer = Buffer()
+        self.at_end -= {(p.topic, p.partition) for p in partitions}
+        self.generation += 1
+        self.buffer = Buffer(self.generation)
+        self._forget_in_flight()
         self.tips_stale = True
         for p in partitions:
             with contextlib.suppress(KeyError):  # never reported yet
@@ -193,9 +211,12 @@ class Sink:
             messages = self.consumer.consume(_CONSUME_MAX, timeout=self._wait_s())
             for message in messages:
                 self._take(message)
-            if self._due():
-                self._flush()
-            if self.exit_at_end and not messages and self.buffer.empty() and self._caught_up():
+            if self.in_flight is not None and self.in_flight[1].done():
+                self._settle()  # commit as soon as the insert returned
+            if self._due() or (self.exit_at_end and self._caught_up()):
+                self._flush()  # at the end nothing is left to wait for: insert what is read at once
+            if (self.exit_at_end and not messages and self.buffer.empty() and self.in_flight is None
+                    and self._caught_up()):
                 log.info("caught up: every assigned partition is at its end")
                 return
 
@@ -212,18 +233,22 @@ class Sink:
                 or time.monotonic() - self.buffer.started_s >= self.settings.batch_ms / 1000)
 
     def _take(self, message: Message) -> None:
-        if message.error() is not None:
-            log.warning("consumer error: %s", message.error())
+        topic, partition, error = message.topic(), message.partition(), message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                self.at_end.add((topic, partition))
+            else:
+                log.warning("consumer error: %s", error)
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        self.at_end.discard((topic, partition))
+        offset = message.offset()
         if self.tips_stale:
             self._load_tips()
         buffer = self.buffer
         if buffer.started_s is None:
             buffer.started_s = time.monotonic()
         buffer.next_offsets[(topic, partition)] = offset + 1
-        expected = {self.topics.journal: "JournalBatch", self.topics.signals: "Signal",
-                    self.topics.rejections: "Rejection"}[topic]
+        expected = self.record_types[topic]
         try:
             record = self.codec.decode(message.value())
             if record["type"] != expected:
@@ -281,35 +306,38 @@ class Sink:
     # -- flushing -----------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Insert the buffer (retrying until it works or the partitions are revoked), then commit."""
+        """Hand the buffer to the insert thread, once the insert before it is settled. The loop goes on
+        decoding while chDB writes its parts (it releases the GIL): one insert in flight at most, so
+        offsets are still committed in order and only after their insert returned."""
+        self._settle()
         buffer = self.buffer
         if buffer.empty():
             return
-        attempt, paused = 0, False
+        self.buffer = Buffer(self.generation)
+        self.in_flight = (buffer, self.inserter.submit(self._timed_insert, buffer.rows))
+
+    def _timed_insert(self, rows: tables.Rows) -> tuple[dict[str, int], float]:
+        started = time.monotonic()
+        inserted = self.store.insert(rows)
+        return inserted, time.monotonic() - started
+
+    def _settle(self) -> None:
+        """Wait for the insert in flight; retry it if it failed; then send its dead letters and commit."""
+        if self.in_flight is None:
+            return
+        buffer, future = self.in_flight
+        self.in_flight = None
         try:
-            while True:
-                if self.store.client is None:
-                    self._open_store(truncate=False)
-                if self.stopping and self.store.client is None:
-                    return
-                started = time.monotonic()
-                try:
-                    inserted = self.store.insert(buffer.rows)
-                    break
-                except Exception as error:
-                    self._failed("insert", error, attempt)
-                    self._reconnect_later(error)
-                    if not paused and self.consumer is not None:
-                        self.consumer.pause(self.consumer.assignment())
-                        paused = True
-                    self._sleep(backoff_s(attempt))
-                    attempt += 1
-                    if self.buffer is not buffer or self.stopping:  # revoked: the next owner reads it again
-                        return
-        finally:
-            if paused and self.consumer is not None:
-                self.consumer.resume(self.consumer.assignment())
-        elapsed = time.monotonic() - started
+            inserted, elapsed = future.result()
+        except Exception as error:
+            self._failed("insert", error, 0)
+            self._reconnect_later(error)
+            retried = self._insert_until_done(buffer)
+            if retried is None:
+                return
+            inserted, elapsed = retried
+        if buffer.generation != self.generation:
+            return  # revoked while in flight: the next owner reads it again (its copies count once)
         self._set_ready(True)
         self.metrics.insert_seconds.observe(elapsed)
         self.metrics.batches_inserted.inc()
@@ -318,8 +346,40 @@ class Sink:
             self.metrics.rows_inserted.labels(table).inc(count)
         self._send_dead_letters(buffer)
         self._commit(buffer)
-        if self.buffer is buffer:
-            self.buffer = Buffer()
+
+    def _forget_in_flight(self) -> None:
+        """Let the insert in flight end without committing it (its records are read again): ClickHouse
+        is then quiet for the chain tips' read, and the client is not shared between threads."""
+        if self.in_flight is not None:
+            with contextlib.suppress(Exception):  # not committed: a failure loses nothing
+                self.in_flight[1].result()
+            self.in_flight = None
+
+    def _insert_until_done(self, buffer: Buffer) -> tuple[dict[str, int], float] | None:
+        """Retry with backoff, partitions paused, until the insert works; None if the partitions were
+        revoked or the sink is stopping meanwhile."""
+        attempt, paused = 1, False
+        try:
+            while True:
+                if not paused and self.consumer is not None:
+                    self.consumer.pause(self.consumer.assignment())
+                    paused = True
+                self._sleep(backoff_s(attempt - 1))
+                if buffer.generation != self.generation or self.stopping:
+                    return None
+                if self.store.client is None:
+                    self._open_store(truncate=False)
+                    if self.store.client is None:  # stopping
+                        return None
+                try:
+                    return self._timed_insert(buffer.rows)
+                except Exception as error:
+                    self._failed("insert", error, attempt)
+                    self._reconnect_later(error)
+                    attempt += 1
+        finally:
+            if paused and self.consumer is not None:
+                self.consumer.resume(self.consumer.assignment())
 
     def _send_dead_letters(self, buffer: Buffer) -> None:
         if not buffer.dead_letters:
@@ -347,22 +407,17 @@ class Sink:
     def _on_stats(self, stats_json: str) -> None:
         """librdkafka's statistics (every second, from consume()): each partition's high watermark and
         this consumer's position, without a blocking query to the broker."""
-        lags = {}
         for topic, data in json.loads(stats_json).get("topics", {}).items():
             for partition_id, p in data.get("partitions", {}).items():
-                partition = int(partition_id)
-                if (topic, partition) not in self.assigned or p.get("hi_offset", -1) < 0:
+                if (topic, int(partition_id)) not in self.assigned or p.get("hi_offset", -1) < 0:
                     continue  # -1 is librdkafka's unassigned placeholder
                 position = next((o for o in (p.get("app_offset", -1), p.get("committed_offset", -1),
                                              p.get("lo_offset", -1)) if o >= 0), 0)
-                lags[(topic, partition)] = max(0, p["hi_offset"] - position)
-        for (topic, partition), lag in lags.items():
-            self.metrics.lag.labels(topic, str(partition)).set(lag)
-        self.lags = lags
+                self.metrics.lag.labels(topic, partition_id).set(max(0, p["hi_offset"] - position))
 
     def _caught_up(self) -> bool:
-        """Every assigned partition read to its end, by the last statistics."""
-        return bool(self.assigned) and all(self.lags.get(tp, 1) == 0 for tp in self.assigned)
+        """Every assigned partition read to its end (librdkafka's end-of-partition events)."""
+        return bool(self.assigned) and self.assigned <= self.at_end
 
 
 def reset_offsets(bootstrap: str, group: str, topics: tuple[str, ...]) -> None:

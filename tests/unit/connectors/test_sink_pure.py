@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +64,39 @@ def _scenario_rows() -> tables.Rows:
 
 
 def _records(rows: tables.Rows, table: str) -> list[dict]:
-    return [dict(zip(tables.COLUMNS[table], values, strict=True)) for values in zip(*rows.columns[table], strict=True)]
+    return [dict(zip(tables.COLUMNS[table], values, strict=True)) for values in rows.rows[table]]
+
+
+def test_posting_rows_are_each_posting_with_its_batch_columns() -> None:
+    codec, rows, expected = Codec(), tables.Rows(), []
+    for n, output in enumerate(ledger_outputs(scenario.events(), Ledger(), codec)):
+        if output.topic == JOURNAL:
+            batch = codec.decode(output.value)
+            tables.add_batch(rows, batch, 0, n)
+            for index, p in enumerate(batch["postings"]):
+                expected.append({
+                    "account": p["account"], "asset": p["asset"], "stage": batch["stage"],
+                    "input_partition": batch["input_partition"], "batch_seq": batch["batch_seq"],
+                    "posting_index": index, "posting_id": p["posting_id"], "key": batch["key"],
+                    "origin_key": batch["origin_key"], "event_id": batch["event_id"], "event_type": batch["event_type"],
+                    "ts_us": batch["ts_us"], "input_topic": batch["input_topic"] or "",
+                    "input_offset": batch["input_offset"], "amount": p["amount"], "kind": p["kind"]})
+    integers = {"input_partition", "batch_seq", "posting_index", "ts_us", "input_offset", "posting_count",
+                "journal_partition", "journal_offset", "epoch", "rate_ppb"}
+    money = {"amount", "size", "entry_price", "price", "quantity", "fee_minor", "realized_pnl_minor", "penalty_minor",
+             "position_after", "amount_minor", "deficit_minor", "insurance_cover_minor", "uncovered_minor"}
+    types = {table: {name: pa.int64() if name in integers else pa.decimal128(38, 0) if name in money
+                     else pa.string() for name in columns} for table, columns in tables.COLUMNS.items()}
+    table = tables.arrow_tables(rows, types)["journal_postings"]
+    assert table.column_names == list(tables.COLUMNS["journal_postings"])
+    assert [{**row, "amount": int(row["amount"])} for row in table.to_pylist()] == expected
+    assert len({row["batch_seq"] for row in expected}) > 1 and max(row["posting_index"] for row in expected) > 0
+
+
+@given(st.lists(st.lists(st.one_of(st.text(), st.integers(min_value=-(2**127), max_value=2**127)), max_size=5),
+                max_size=5))
+def test_compact_json_is_json_dumps(value: list) -> None:
+    assert tables.compact_json(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
 def test_trade_rows_carry_both_sides_fees_and_realized_pnl() -> None:
