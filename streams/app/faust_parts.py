@@ -15,31 +15,30 @@ from faust.types import TP
 class FaustPartitionTable:
     """The part of a Faust table that belongs to one partition, as the processor sees it.
 
-    Writes go straight to the partition's own RocksDB and are kept, in order, for the changelog
-    until the worker sends them (`take_changes`). Why not through the table's mapping API: Faust's
-    RocksDB store finds the database of a key to delete through one key index shared by every
-    partition (or, for a key it has not indexed, deletes it in every partition's database), so a
-    delete could strike another partition's copy of the key; and its changelog path (a buffer
-    drained by a background task, a future and a callback per record, the stream throttled while
-    the buffer is full) cost the worker more than the ledger itself."""
+    Writes go straight to the partition's own RocksDB and changelog partition. Why not through the
+    table's mapping API: Faust's RocksDB store finds the database of a key to delete through one key
+    index shared by every partition (or, for a key it has not indexed, deletes it in every
+    partition's database), so a delete could strike another partition's copy of the key."""
 
     def __init__(self, table: faust.Table, partition: int) -> None:
         self._table = table
         self._partition = partition
-        self._changes: list[tuple[bytes, bytes | None]] = []
+        # Delivery futures of the changelog messages written since the last `take_sent`.
+        self._sent: list[Any] = []
 
     def set(self, key: bytes, value: bytes) -> None:
+        # The changelog message's delivery future is kept: the input record is acknowledged only
+        # once Kafka has acknowledged every one of them.
         self._db().put(key, value)
-        self._changes.append((key, value))
+        self._sent.append(self._table.send_changelog(self._partition, key, value))
 
     def delete(self, key: bytes) -> None:
         self._db().delete(key)
-        self._changes.append((key, None))
+        self._sent.append(self._table.send_changelog(self._partition, key, None, value_serializer="raw"))
 
-    def take_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The writes since the last call, in the order they were made: the changelog's next records."""
-        changes, self._changes = self._changes, []
-        return changes
+    def take_sent(self) -> list[Any]:
+        sent, self._sent = self._sent, []
+        return sent
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         # Faust keeps one RocksDB per partition; iterating it directly reads only this partition
