@@ -45,3 +45,25 @@ def ensure_topics(bootstrap: str, partitions: int, *, timeout_s: float = 30.0) -
             except Exception as error:  # created meanwhile by another worker: fine if it now exists
                 if name not in admin.list_topics(timeout=timeout_s).topics:
                     raise SystemExit(f"cannot create topic {name}: {error}") from error
+
+
+def first_record_offset(bootstrap: str, topic: str, partition: int, offset: int, timeout_s: float) -> int | None:
+    """The offset of the first record at or after `offset`, as the workers' consumer sees the log
+    (read_uncommitted: transaction markers and compacted-away records take offsets but are never
+    delivered); None if none arrives within `timeout_s`."""
+    import time
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "perpledger-offset-probe",
+                         "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + timeout_s
+        while (left_s := deadline - time.monotonic()) > 0:
+            message = consumer.poll(min(left_s, 1.0))
+            if message is not None and message.error() is None:
+                return message.offset()
+        return None
+    finally:
+        consumer.close()

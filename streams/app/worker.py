@@ -37,9 +37,11 @@ from streams.core.account_stage import AccountStage
 from streams.core.engine import CHAIN, StageEngine
 from streams.core.events import ACCOUNT, MARKET
 from streams.core.market_stage import MarketStage
-from streams.topics import ACCOUNT_EVENTS, DLQ, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS
+from streams.topics import ACCOUNT_EVENTS, DLQ, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS, first_record_offset
 
 log = logging.getLogger("perpledger.worker")
+# How long the broker may take to say whether a gap in input offsets holds records.
+_GAP_PROBE_TIMEOUT_S = 10.0
 
 STAGES: tuple[tuple[str, str, type[StageEngine]], ...] = (
     (ACCOUNT, ACCOUNT_EVENTS, AccountStage),
@@ -187,7 +189,8 @@ class Ledger:
                 processor = stage.processors.get(message.partition)
                 if processor is None:
                     processor = await self._load(stage, table, message.partition)
-                if message.offset > processor.applied_through + 1:
+                if message.offset > processor.applied_through + 1 and await self._records_skipped(
+                        stage, processor, message.offset):
                     await self._input_hole(stage, processor, message.offset)
                     return
                 started = time.perf_counter()
@@ -212,6 +215,21 @@ class Ledger:
                                             "applied_through": processor.applied_through,
                                             "outputs_resent": len(resend)})
         return processor
+
+    async def _records_skipped(self, stage: Stage, processor: PartitionProcessor, offset: int) -> bool:
+        """Whether offsets between the last record applied and `offset` hold records the agent never
+        got, asked of the broker. Offsets may also hold what no consumer is given (a transactional
+        producer's commit markers, records compaction removed): such a gap is no loss. (Unsure,
+        e.g. the broker does not answer in time: counted as records.)"""
+        expected = processor.applied_through + 1
+        first = await asyncio.get_running_loop().run_in_executor(
+            None, first_record_offset, self.settings.bootstrap, stage.topic, processor.partition, expected,
+            _GAP_PROBE_TIMEOUT_S)
+        if first == offset:
+            log.info("input offsets without records skipped", extra={
+                "stage": stage.name, "partition": processor.partition, "from_offset": expected, "to_offset": offset})
+            return False
+        return True
 
     async def _input_hole(self, stage: Stage, processor: PartitionProcessor, offset: int) -> None:
         """Input records between the last one applied and `offset` never reached the agent: stop the

@@ -9,11 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from streams.codec import Codec
-from streams.demo import produce
+from streams.demo import encode_or_raw, produce
 from streams.ops.chains import written_outputs
-from streams.topics import JOURNAL
+from streams.topics import JOURNAL, input_topic_and_key
 from streams.workload import generate
 from tests import kafka_broker
 from tests.integration.worker_harness import (
@@ -104,6 +105,31 @@ def test_ac40_a_fresh_app_replaying_from_offset_0_writes_the_same_batches(kafka_
     # the replay wrote every batch a second time, identical (no conflicting copy)
     assert written.conflicts == []
     assert written.copies >= sum(len(chain) for chain in written.chains.values())
+    assert verify(kafka_bootstrap) is None
+
+
+def test_transaction_markers_in_the_input_are_not_taken_for_lost_records(kafka_bootstrap: str,
+                                                                         tmp_path: Path) -> None:
+    fresh_topics(kafka_bootstrap, PARTITIONS)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"tx-{uuid.uuid4().hex[:6]}",
+                         "partitioner": "murmur2_random"})
+    producer.init_transactions(30)
+    codec, events = Codec(), _workload(seed=15, n_events=1_500)
+    for start in range(0, len(events), 100):  # each commit leaves a marker: an offset no consumer gets
+        producer.begin_transaction()
+        for event in events[start:start + 100]:
+            topic, key = input_topic_and_key(event)
+            producer.produce(topic, encode_or_raw(codec, event)[0], key.encode())
+        producer.commit_transaction(30)
+    app_id = f"tx-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "w", tmp_path / "w.log")
+    worker.log_level = "info"  # to see the gaps skipped
+    try:
+        worker.start()
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=240, workers=(worker,))
+    finally:
+        worker.stop()
+    assert "input offsets without records skipped" in (tmp_path / "w.log").read_text()
     assert verify(kafka_bootstrap) is None
 
 

@@ -89,6 +89,7 @@ class WorkerProcess(ChildProcess):
     def __init__(self, bootstrap: str, app_id: str, partitions: int, data_dir: Path, log_path: Path,
                  web_port: int | None = None) -> None:
         self.web_port = web_port or free_port()
+        self.log_level = os.environ.get("PERPLEDGER_TEST_WORKER_LOG_LEVEL", "warning")
         super().__init__({
             "PERPLEDGER_KAFKA_BOOTSTRAP": bootstrap,
             "PERPLEDGER_APP_ID": app_id,
@@ -99,7 +100,7 @@ class WorkerProcess(ChildProcess):
         }, log_path)
 
     def start(self) -> None:
-        self.spawn("worker", "--log-level", os.environ.get("PERPLEDGER_TEST_WORKER_LOG_LEVEL", "warning"))
+        self.spawn("worker", "--log-level", self.log_level)
 
 
 def lag(bootstrap: str, app_id: str) -> int:
