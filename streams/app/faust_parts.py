@@ -69,7 +69,8 @@ class CommitConfirmingTableManager(TableManager):
 
 
 class InputSeekingConsumer(faust_aiokafka.Consumer):
-    """Faust's consumer, also seeking input partitions that have no committed offset.
+    """Faust's consumer, careful with input partitions: gaps count as acknowledged only once verified,
+    and partitions without a committed offset are sought too.
 
     Why: Faust drops the records it fetches while a partition's flow is suspended (during a
     rebalance and the table recovery after it) and brings them back by seeking every partition to
@@ -79,6 +80,19 @@ class InputSeekingConsumer(faust_aiokafka.Consumer):
     alive and idle. Seeking those to offset 0 re-reads them as the committed offset would (the
     processors skip what they applied already; an offset below the log start resets to the earliest,
     as `consumer_auto_offset_reset` says)."""
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Faust counts every gap in the offsets it delivers as acknowledged, so that commits pass
+        records a compaction removed. On an input topic such a gap may also be a record Faust dropped
+        before the agent got it, and a commit past it would lose that record for good (Faust commits
+        on its timer and when it stops). Input gaps count only once the broker confirmed them empty
+        (`add_verified_gap`)."""
+        if tp.topic not in self.transport.input_topics:  # type: ignore[attr-defined]
+            await super()._add_gap(tp, offset_from, offset_to)
+
+    async def add_verified_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Offsets `offset_from..offset_to` of an input partition hold no records: commits may pass them."""
+        await super()._add_gap(tp, offset_from, offset_to)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()

@@ -228,6 +228,7 @@ class Ledger:
         if first == offset:
             log.info("input offsets without records skipped", extra={
                 "stage": stage.name, "partition": processor.partition, "from_offset": expected, "to_offset": offset})
+            await self.app.consumer.add_verified_gap(TP(stage.topic, processor.partition), expected, offset - 1)
             return False
         return True
 
