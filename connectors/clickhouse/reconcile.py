@@ -80,8 +80,11 @@ def unbalanced_assets(balances: Balances) -> str | None:
 def reconcile(client: Any, db: str, core: Balances) -> list[tuple[str, str | None]]:
     """(check, first discrepancy or None) for each check, in order."""
     balances = clickhouse_balances(client, db)
+    # Streamed: the batches with their postings are the whole journal, too much to hold at once.
+    with client.query_rows_stream(_BATCHES_SQL.format(db=db)) as batches:
+        chain_break = first_chain_break(batches)
     return [
-        ("hash chain", first_chain_break(client.query(_BATCHES_SQL.format(db=db)).result_rows)),
+        ("hash chain", chain_break),
         ("zero sum", unbalanced_assets(balances)),
         ("balances against the core", first_balance_difference(balances, core)),
     ]
