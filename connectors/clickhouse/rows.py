@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
 from streams.core.events import spec_for
+from streams.core.hashchain import compact_json
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "journal_postings": (
@@ -60,27 +60,6 @@ POSTINGS = "journal_postings"
 # A posting's own fields (from its dict), and the columns it shares with its batch's journal_batches row.
 _POSTING_FIELDS = ("posting_id", "account", "asset", "amount", "kind")
 _BATCH_FIELDS = tuple(c for c in COLUMNS[POSTINGS] if c in COLUMNS["journal_batches"])
-
-
-def _compact_encoder() -> Callable[[list], str]:
-    """Compact ASCII JSON of lists of strings and ints, as `json.dumps(value, separators=(",", ":"))`.
-
-    JSONEncoder.encode makes a new C encoder on every call: half the time of these small lists. These
-    lists are never circular, so one encoder without the cycle check serves every call; its arguments
-    are those JSONEncoder.iterencode passes, so the text is the same.
-    """
-    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, check_circular=False)
-    make = json.encoder.c_make_encoder
-    if make is None:  # an interpreter without the _json accelerator
-        return encoder.encode
-    chunks = make(None, encoder.default, json.encoder.encode_basestring_ascii, encoder.indent,
-                  encoder.key_separator, encoder.item_separator, encoder.sort_keys, encoder.skipkeys,
-                  encoder.allow_nan)
-    join = "".join
-    return lambda value: join(chunks(value, 0))
-
-
-compact_json = _compact_encoder()
 
 
 class Rows:

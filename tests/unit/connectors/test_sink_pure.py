@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -92,11 +91,6 @@ def test_posting_rows_are_each_posting_with_its_batch_columns() -> None:
     assert [{**row, "amount": int(row["amount"])} for row in table.to_pylist()] == expected
     assert len({row["batch_seq"] for row in expected}) > 1 and max(row["posting_index"] for row in expected) > 0
 
-
-@given(st.lists(st.lists(st.one_of(st.text(), st.integers(min_value=-(2**127), max_value=2**127)), max_size=5),
-                max_size=5))
-def test_compact_json_is_json_dumps(value: list) -> None:
-    assert tables.compact_json(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
 
 def test_trade_rows_carry_both_sides_fees_and_realized_pnl() -> None:

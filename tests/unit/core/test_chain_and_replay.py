@@ -131,5 +131,5 @@ def test_the_canonical_bytes_are_those_of_the_standard_json_encoder(body: tuple,
     """The hashed bytes are defined as compact ASCII JSON (AC-41): the encoder the chain reuses
     gives exactly json.dumps's bytes, named tuples included."""
     named = record(*fields[:len(record._fields)])
-    for value in (body, (body, named), (named,)):
+    for value in (body, (body, named), (named,), [list(body), named]):  # lists too: the sink's JSON columns
         assert _canonical(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode()
