@@ -119,20 +119,15 @@ class MarketRiskIndex:
         mm_ppm, im_ppm = market.maintenance_margin_ppm, market.initial_margin_ppm
         entry = position.entry_price
         if size > 0:
-            hi, lo = long_bracket(size, entry, margin, im_ppm, scale)
-            if not position.reduce_only:
-                return ((self._LONG_RO_IN, (hi, user)),)
-            if position.liquidation_id is not None:
-                return ((self._LONG_RO_OUT, (lo, user)),)
-            return ((self._LONG_RO_OUT, (lo, user)),
-                    (self._LONG_LIQ, (long_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
-        t, u = short_bracket(size, entry, margin, im_ppm, scale)
+            bracket, ro_in, ro_out, liq = long_bracket, self._LONG_RO_IN, self._LONG_RO_OUT, self._LONG_LIQ
+        else:
+            bracket, ro_in, ro_out, liq = short_bracket, self._SHORT_RO_IN, self._SHORT_RO_OUT, self._SHORT_LIQ
+        enter_at, exit_at = bracket(size, entry, margin, im_ppm, scale)
         if not position.reduce_only:
-            return ((self._SHORT_RO_IN, (t, user)),)
+            return ((ro_in, (enter_at, user)),)
         if position.liquidation_id is not None:
-            return ((self._SHORT_RO_OUT, (u, user)),)
-        return ((self._SHORT_RO_OUT, (u, user)),
-                (self._SHORT_LIQ, (short_bracket(size, entry, margin, mm_ppm, scale)[0], user)))
+            return ((ro_out, (exit_at, user)),)
+        return ((ro_out, (exit_at, user)), (liq, (bracket(size, entry, margin, mm_ppm, scale)[0], user)))
 
     def candidates(self, mark: int) -> list[str]:
         """Users whose state could differ at `mark` from their last check, in user-id order."""
