@@ -83,8 +83,8 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.topics import ensure_topics
 
     settings = Settings.from_env()
-    ensure_topics(settings.bootstrap, settings.partitions)
     ledger = Ledger(settings)
+    ensure_topics(settings.bootstrap, settings.partitions, ledger.changelog_topics())
     # JSON lines on stderr (PERPLEDGER_LOG_FORMAT=text for people). Nothing else: no start-up banner
     # (quiet) and no progress spinner (its terminal escapes would land between the lines); anything
     # printed goes through logging too (Faust redirects stdout).

@@ -10,6 +10,18 @@ JOURNAL = "ledger.journal"  # key: the hash chain, "{stage}-{input partition}"
 REJECTIONS = "ledger.rejections"  # key: the stage key
 SIGNALS = "ledger.signals"  # key: the stage key
 DLQ = "ledger.dlq"  # key: the original record key
+LEDGER_TOPICS = (ACCOUNT_EVENTS, MARKET_EVENTS, JOURNAL, REJECTIONS, SIGNALS, DLQ)
+
+# The largest record the ledger writes, and so the `max.message.bytes` of its topics and tables'
+# changelogs and the size its producers accept. Kafka's default (1 MB) is far too small: one event
+# is one journal batch, and a funding settlement posts to every open position of its market, about
+# 140 bytes each, so a market with 8,000 open positions already writes a 1.1 MB batch (and the
+# group's intent in the changelog holds it again). 32 MiB holds a settlement over ~100,000 open
+# positions with its intent, and stays well below the broker's 100 MiB request limit.
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+# Headroom for a produce request's framing around its largest record.
+MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
+TOPIC_CONFIG = {"max.message.bytes": str(MAX_RECORD_BYTES)}
 
 def input_topic_and_key(event: dict) -> tuple[str, str]:
     """The input topic and record key of an event; an unroutable one goes to the account topic with
@@ -21,23 +33,33 @@ def input_topic_and_key(event: dict) -> tuple[str, str]:
     return ACCOUNT_EVENTS if spec.stage == ACCOUNT else MARKET_EVENTS, key if isinstance(key, str) else ""
 
 
-def ensure_topics(bootstrap: str, partitions: int, *, timeout_s: float = 30.0) -> None:
-    """Create the ledger's topics with `partitions` partitions if missing; refuse a mismatch.
+def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] = (), *,
+                  timeout_s: float = 30.0) -> None:
+    """Create the ledger's topics with `partitions` partitions if missing; refuse a mismatch. Every
+    ledger topic, and each of the `changelogs` that exists, gets the ledger's record size limit
+    (`TOPIC_CONFIG`; also set on topics created before it was).
 
     The two input topics and the tables' changelogs must agree on the partition count (a key's
     state lives in the partition its events arrive on), so a topic created with another count, for
     example by a broker's auto-creation, is an error to fix, not something to work around.
     """
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewTopic,
+        ResourceType,
+    )
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = (ACCOUNT_EVENTS, MARKET_EVENTS, JOURNAL, REJECTIONS, SIGNALS, DLQ)
+    names = LEDGER_TOPICS
     existing = admin.list_topics(timeout=timeout_s).topics
     wrong = {n: len(existing[n].partitions) for n in (ACCOUNT_EVENTS, MARKET_EVENTS)
              if n in existing and len(existing[n].partitions) != partitions}
     if wrong:
         raise SystemExit(f"input topics have the wrong partition count (want {partitions}): {wrong}")
-    missing = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    missing = [NewTopic(n, partitions, 1, config=TOPIC_CONFIG) for n in names if n not in existing]
     if missing:
         for name, future in admin.create_topics(missing).items():
             try:
@@ -45,6 +67,13 @@ def ensure_topics(bootstrap: str, partitions: int, *, timeout_s: float = 30.0) -
             except Exception as error:  # created meanwhile by another worker: fine if it now exists
                 if name not in admin.list_topics(timeout=timeout_s).topics:
                     raise SystemExit(f"cannot create topic {name}: {error}") from error
+    older = [n for n in (*names, *changelogs) if n in existing]
+    if older:
+        limit = [ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                 for key, value in TOPIC_CONFIG.items()]
+        resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=limit) for name in older]
+        for future in admin.incremental_alter_configs(resources).values():
+            future.result(timeout=timeout_s)
 
 
 def first_record_offset(bootstrap: str, topic: str, partition: int, offset: int, timeout_s: float) -> int | None:

@@ -16,7 +16,7 @@ from streams.app.outputs import InputCoordinates, Output, outputs_of
 from streams.codec import Codec
 from streams.core.events import ACCOUNT, spec_for
 from streams.core.ledger import Ledger
-from streams.topics import ACCOUNT_EVENTS, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS
+from streams.topics import ACCOUNT_EVENTS, JOURNAL, MARKET_EVENTS, MAX_REQUEST_BYTES, REJECTIONS, SIGNALS
 
 _SINK_TOPICS = (JOURNAL, SIGNALS, REJECTIONS)
 _UNUSED_KEY = b"internal events stay in this process"
@@ -43,6 +43,7 @@ def ledger_outputs(events: Iterable[dict], ledger: Ledger, codec: Codec) -> Iter
 def produce_outputs(bootstrap: str, outputs: Iterable[Output], suffix: str = "") -> int:
     """Write the records to their topics (+ suffix), acknowledged; how many."""
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20,
+                         "message.max.bytes": MAX_REQUEST_BYTES,
                          "batch.size": 1_000_000, "queue.buffering.max.messages": 1_000_000})
     count = 0
     for output in outputs:

@@ -34,7 +34,7 @@ from connectors.clickhouse.settings import SinkSettings
 from connectors.clickhouse.store import Store, backoff_s, error_reason
 from streams.app.outputs import InputCoordinates, dead_letter
 from streams.codec import Codec, DecodeError
-from streams.topics import DLQ, JOURNAL, REJECTIONS, SIGNALS
+from streams.topics import DLQ, JOURNAL, MAX_REQUEST_BYTES, REJECTIONS, SIGNALS
 
 log = logging.getLogger("perpledger.sink")
 _CONSUME_MAX = 2000  # records per consume() call
@@ -107,8 +107,9 @@ class Sink:
             self._open_store(truncate=self.rebuild)
             if self.stopping:
                 return 0
+            # A dead letter carries the record it could not read, which may be as large as any.
             self.producer = Producer({"bootstrap.servers": self.settings.bootstrap, "acks": "all",
-                                      "enable.idempotence": True})
+                                      "enable.idempotence": True, "message.max.bytes": MAX_REQUEST_BYTES})
             config = {
                 "bootstrap.servers": self.settings.bootstrap, "group.id": self.settings.group,
                 "enable.auto.commit": False, "auto.offset.reset": "earliest",

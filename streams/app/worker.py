@@ -37,7 +37,17 @@ from streams.core.account_stage import AccountStage
 from streams.core.engine import CHAIN, StageEngine
 from streams.core.events import ACCOUNT, MARKET
 from streams.core.market_stage import MarketStage
-from streams.topics import ACCOUNT_EVENTS, DLQ, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS, first_record_offset
+from streams.topics import (
+    ACCOUNT_EVENTS,
+    DLQ,
+    JOURNAL,
+    MARKET_EVENTS,
+    MAX_REQUEST_BYTES,
+    REJECTIONS,
+    SIGNALS,
+    TOPIC_CONFIG,
+    first_record_offset,
+)
 
 log = logging.getLogger("perpledger.worker")
 # How long the broker may take to say whether a gap in input offsets holds records.
@@ -134,6 +144,7 @@ class Ledger:
             web_host=settings.web_host,
             web_port=settings.web_port,
             producer_acks=-1,
+            producer_max_request_size=MAX_REQUEST_BYTES,  # a journal batch may be large (streams/topics.py)
             # A worker that dies is noticed after this long and its partitions move (Faust's
             # default, 60 s, is a minute of stalled partitions per crash).
             broker_session_timeout=settings.session_timeout_s,
@@ -170,10 +181,14 @@ class Ledger:
         self._add_gauges()
         self.api = HttpApi(self)
 
+    def changelog_topics(self) -> tuple[str, ...]:
+        return tuple(table.changelog_topic.get_topic_name() for table in self.tables.values())
+
     def _add_stage(self, stage: Stage) -> None:
         settings = self.settings
         table = self.app.Table(
             f"{stage.name}-state", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+            extra_topic_configs=TOPIC_CONFIG,
             options={"block_cache_size": settings.rocksdb_block_cache_bytes,
                      "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4},
         )

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from streams.app import internal_auth
 from streams.codec import Codec
 from streams.demo import encode_or_raw, produce
-from streams.ops.chains import written_outputs
+from streams.ops.chains import read_topic, written_outputs
 from streams.topics import JOURNAL, input_topic_and_key
 from streams.workload import generate
 from tests import kafka_broker
 from tests.integration.worker_harness import (
+    INTERNAL_KEY,
     WorkerProcess,
     fresh_topics,
     verify,
@@ -153,4 +155,63 @@ def test_a_broker_restart_mid_run_loses_nothing(kafka_bootstrap: str, tmp_path: 
             wait_caught_up(kafka_bootstrap, app_id, timeout_s=300)
     finally:
         worker.stop()
+    assert verify(kafka_bootstrap) is None
+
+
+def _crowded_market(n_users: int) -> list[dict]:
+    """A market where `n_users` hold a position each, then a funding epoch snapshotted and settled.
+    Margin arrives as the market stage's internal credits (signed as a worker signs them): the
+    account stage's deposits and transfers would only make the test slower."""
+    t_us, market = 1_767_225_600_000_000, "BTC-PERP"
+    events: list[dict] = [
+        {"type": "MarketListed", "event_id": "list", "source": "admin", "ts_us": t_us, "market": market,
+         "settlement_asset": "USDT", "settlement_decimals": 6, "price_decimals": 2, "size_decimals": 3,
+         "initial_margin_ppm": 50_000, "maintenance_margin_ppm": 25_000, "liquidation_fee_ppm": 5_000},
+        {"type": "MarkPriceUpdate", "event_id": "mark-1", "source": "oracle", "ts_us": t_us, "market": market,
+         "price": 6_500_000, "price_seq": 1},
+    ]
+    for n in range(n_users):
+        user = f"u{n:06d}"
+        credit = {"type": "MarginCredited", "event_id": f"credit-{user}", "source": "ledger", "ts_us": t_us,
+                  "origin_key": user, "transfer_id": f"t-{user}", "user": user, "market": market,
+                  "asset": "USDT", "amount": 1_000_000_000}
+        events.append({**credit, "auth_tag": internal_auth.sign(credit, INTERNAL_KEY.encode())})
+    for n in range(0, n_users, 2):
+        events.append({"type": "TradeFill", "event_id": f"fill-{n}", "source": "me", "ts_us": t_us + n,
+                       "market": market, "trade_id": f"T{n}", "seq": n // 2 + 1, "price": 6_500_000,
+                       "quantity": 1 + n % 7, "buyer": f"u{n:06d}", "seller": f"u{n + 1:06d}",
+                       "buyer_fee": 0, "seller_fee": 0})
+    t_us += n_users + 1
+    events += [
+        {"type": "FundingRateSnapshot", "event_id": "fs-1", "source": "funding", "ts_us": t_us, "market": market,
+         "epoch": 1, "rate_ppb": 100_000, "price": 6_500_000},
+        {"type": "FundingEpochSettle", "event_id": "fe-1", "source": "funding", "ts_us": t_us, "market": market,
+         "epoch": 1},
+    ]
+    return events
+
+
+def test_a_journal_batch_above_kafkas_default_record_limit_is_written_and_recovered(kafka_bootstrap: str,
+                                                                                    tmp_path: Path) -> None:
+    """A funding settlement over 8,000 positions writes a batch of over 1 MB (Kafka's default limit):
+    the topics and the producer take it, and a replacement worker recovers the changelog holding it."""
+    fresh_topics(kafka_bootstrap, PARTITIONS)
+    _produce(kafka_bootstrap, _crowded_market(8_000))
+    app_id = f"large-{uuid.uuid4().hex[:6]}"
+    worker = WorkerProcess(kafka_bootstrap, app_id, PARTITIONS, tmp_path / "a", tmp_path / "a.log")
+    try:
+        worker.start()
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=300, workers=(worker,))
+        worker.kill()
+        # A replacement with an empty disk: its state only from the changelog, large intents included.
+        worker.env["PERPLEDGER_DATA_DIR"] = str(tmp_path / "b")
+        worker.start()
+        _produce(kafka_bootstrap, [{"type": "MarkPriceUpdate", "event_id": "mark-2", "source": "oracle",
+                                    "ts_us": 1_767_225_700_000_000, "market": "BTC-PERP", "price": 6_510_000,
+                                    "price_seq": 2}])
+        wait_caught_up(kafka_bootstrap, app_id, timeout_s=300, workers=(worker,))
+    finally:
+        worker.stop()
+    largest = max(len(value or b"") for _, _, _, value in read_topic(kafka_bootstrap, JOURNAL))
+    assert largest > 1_100_000
     assert verify(kafka_bootstrap) is None

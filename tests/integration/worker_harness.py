@@ -13,12 +13,11 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streams.ops.chains import expected_outputs, first_difference, written_outputs
-from streams.topics import ACCOUNT_EVENTS, DLQ, JOURNAL, MARKET_EVENTS, REJECTIONS, SIGNALS, ensure_topics
+from streams.topics import ACCOUNT_EVENTS, LEDGER_TOPICS, MARKET_EVENTS, ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERNAL_KEY = "test-internal-key-0123456789abcdef"
 DEDUP_WINDOW_US = 7 * 86_400 * 1_000_000
-LEDGER_TOPICS = (ACCOUNT_EVENTS, MARKET_EVENTS, JOURNAL, REJECTIONS, SIGNALS, DLQ)
 
 
 def free_port() -> int:
