@@ -13,7 +13,10 @@ to an output topic on the same broker and cores. This measures that loop:
    ``--commit-every`` messages; timed from the first message to the final acknowledgement.
    - default: the output is the input bytes (what Kafka and librdkafka cost);
    - ``--decode``: each input is decoded with the project's ``Codec`` and a JournalBatch-sized
-     record (6 postings, 4 balances, 2 positions) is encoded per event: what Avro adds on top.
+     record (6 postings, 4 balances, 2 positions) is encoded per event: what Avro adds on top;
+   - ``--faust``: the same loop as a Faust agent (one output per input sent through a Faust topic,
+     offsets acknowledged and committed by Faust, as the workers run): what Faust's stream and
+     aiokafka cost on top of the bytes, with no ledger work at all.
 
 It starts nothing itself. Run the local broker first (and stop it after, if you started it):
 
@@ -30,8 +33,10 @@ input and prints best, median and worst.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
+import signal
 import sys
 import time
 import uuid
@@ -57,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=200_000, help="input events to pre-fill and move")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of each input and of the output topic")
     parser.add_argument("--decode", action="store_true", help="decode each input, encode a JournalBatch per event")
+    parser.add_argument("--faust", action="store_true", help="move the messages with a Faust agent instead")
     parser.add_argument("--commit-every", type=int, default=10_000, help="messages between offset commits")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--users", type=int, default=2_000,
@@ -65,7 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the loop this many times over the same input (a new consumer group each time)")
     parser.add_argument("--keep-topics", action="store_true", help="leave the bench topics on the broker")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.faust and args.repeat > 1:  # a Faust worker runs once per process (it owns the event loop)
+        parser.error("--faust runs once: run the script again to repeat")
+    return args
 
 
 def create_topics(admin: AdminClient, names: list[str], partitions: int) -> None:
@@ -204,6 +213,71 @@ def run_loop(bootstrap: str, inputs: list[str], output: str, total: int, args: a
             "bytes_in": bytes_in, "bytes_out": bytes_out}
 
 
+class _FaustMessage:
+    """A Faust message seen through the confluent-kafka accessors `JournalBatchMaker` reads."""
+
+    def __init__(self, message: Any) -> None:
+        self._message = message
+
+    def value(self) -> bytes:
+        return self._message.value
+
+    def key(self) -> bytes:
+        return self._message.key
+
+    def topic(self) -> str:
+        return self._message.topic
+
+    def partition(self) -> int:
+        return self._message.partition
+
+    def offset(self) -> int:
+        return self._message.offset
+
+
+def run_faust_loop(bootstrap: str, inputs: list[str], output: str, total: int,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """`run_loop` as a Faust agent: consume ``total`` messages, send one output each, Faust acks."""
+    import tempfile
+
+    import faust
+
+    app = faust.App(f"bench-ceiling-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
+                    store="memory://", datadir=tempfile.mkdtemp(prefix="bench-faust-"), producer_acks=-1,
+                    key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
+                    web_enabled=False, topic_partitions=args.partitions)
+    source = app.topic(*inputs, key_type=bytes, value_type=bytes)
+    sink = app.topic(output, key_type=bytes, value_type=bytes)
+    transform = JournalBatchMaker(Codec()) if args.decode else None
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    stats: dict[str, Any] = {"messages": 0, "bytes_in": 0, "bytes_out": 0}
+    subscribed = time.perf_counter()
+
+    @app.agent(source)
+    async def move(stream: Any) -> None:
+        async for event in stream.events():
+            if not stats["messages"]:
+                stats["first"], stats["cpu_first"] = time.perf_counter(), time.process_time()
+            message = event.message
+            out = transform(_FaustMessage(message)) if transform is not None else message.value
+            stats["bytes_in"] += len(message.value)
+            stats["bytes_out"] += len(out)
+            await sink.send(key=message.key, value=out)
+            stats["messages"] += 1
+            if stats["messages"] == total:
+                await app.producer.flush()
+                stats["done"], stats["cpu_done"] = time.perf_counter(), time.process_time()
+                os.kill(os.getpid(), signal.SIGTERM)  # the worker stops as it does for an operator
+
+    with contextlib.suppress(SystemExit):
+        worker.execute_from_commandline()
+    if "done" not in stats:
+        raise RuntimeError(f"the agent stopped after {stats['messages']:,} of {total:,} messages")
+    return {"messages": stats["messages"], "loop_s": stats["done"] - stats["first"],
+            "join_s": stats["first"] - subscribed, "cpu_s": stats["cpu_done"] - stats["cpu_first"],
+            "bytes_in": stats["bytes_in"], "bytes_out": stats["bytes_out"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     suffix = f".bench-{uuid.uuid4().hex[:8]}"
@@ -221,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{fill['skipped']:,} unfit workload events skipped)")
         for topic, count in sorted(fill["by_topic"].items()):
             print(f"           {count:>9,} to {topic} ({args.partitions} partitions)")
-        loops = [run_loop(args.bootstrap, inputs, output, fill["events"], args) for _ in range(args.repeat)]
+        loop = run_faust_loop if args.faust else run_loop
+        loops = [loop(args.bootstrap, inputs, output, fill["events"], args) for _ in range(args.repeat)]
     finally:
         if not args.keep_topics:
             for future in admin.delete_topics([*inputs, output], operation_timeout=10).values():
@@ -229,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
                     future.result(timeout=15)
                 except Exception as error:  # best effort: report, don't hide the bench's own outcome
                     print(f"could not delete a bench topic: {error}", file=sys.stderr)
-    mode = "decode + JournalBatch encode" if args.decode else "raw bytes"
+    mode = ("decode + JournalBatch encode" if args.decode else "raw bytes") + (", Faust agent" if args.faust else "")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for loop in loops:
         n, seconds = loop["messages"], loop["loop_s"]
