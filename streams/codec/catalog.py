@@ -16,15 +16,20 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+import cavro
 from fastavro import parse_schema
 from fastavro.schema import fingerprint as _avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from streams.codec.plans import RecordPlan, build_plan, strip_decimals
+
+# cavro decodes records to plain dicts and ignores logical types: a decimal stays bytes, as fastavro
+# reads it from the stripped schema (plans.py turns it into an int either way).
+CAVRO_OPTIONS = cavro.DEFAULT_OPTIONS.replace(record_decodes_to_dict=True, logical_types=())
 
 SCHEMA_DIR_ENV = "PERPLEDGER_SCHEMA_DIR"
 NAMESPACE = "perpledger.v1"
@@ -62,6 +67,12 @@ class RecordSchema:
     parsed: dict[str, Any] = field(repr=False)  # fastavro-parsed, decimals as plain bytes (plans.py)
     plan: RecordPlan = field(repr=False)  # decimal conversions and integer checks (plans.py)
     version: int | None = None  # None: current; N: schemas/history/<name>.vN.avsc; 0: from a registry
+
+    @cached_property
+    def compiled(self) -> cavro.Schema:
+        """This schema compiled by cavro, for decoding without resolution: records as dicts, decimals
+        as plain bytes (as in ``parsed``; plans.py converts them)."""
+        return cavro.Schema(self.schema_str, options=CAVRO_OPTIONS)
 
     @property
     def single_object_header(self) -> bytes:

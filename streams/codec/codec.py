@@ -5,6 +5,11 @@
   schemas, current and historical (catalog.py), so no registry is needed.
 - Confluent wire format (when a registry is configured): ``0x00`` + 4-byte big-endian schema id + body.
 
+Decoding a record written with one of our current schemas (the hot path of every stage) goes through
+cavro, a Cython reader 1.7x as fast as fastavro's here (JournalBatch: 6.4 vs 11 µs); fastavro writes,
+and reads whatever needs schema resolution (an older version, a registry's union). The two readers
+are proven to agree, on records and on the kind of error for bad bytes (tests/unit/codec).
+
 ``decode`` accepts both framings whatever the mode, so topics can migrate between them. Every body
 is one *record* (not the topic union): the record's schema identifies the event type, and each type
 evolves on its own. The event type travels as the record name; dicts carry it as ``"type"``.
@@ -20,10 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import cavro
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 
-from streams.codec.catalog import RecordSchema, SchemaCatalog, fingerprint64
+from streams.codec.catalog import CAVRO_OPTIONS, RecordSchema, SchemaCatalog, fingerprint64
 from streams.codec.errors import (
     BAD_MAGIC,
     EMPTY,
@@ -74,8 +80,15 @@ class _Reader:
     writer: dict[str, Any]  # parsed writer schema (decimals as bytes)
     reader: dict[str, Any] | None  # parsed current schema if it differs from the writer (resolution)
     plan: RecordPlan  # decimal plan of the *reader* side: the dict has the reader's shape
+    compiled: cavro.Schema | None  # the writer schema compiled by cavro, when no resolution is needed
 
     def read(self, data: bytes, offset: int) -> dict[str, Any]:
+        if self.compiled is not None:
+            rec = _read_compiled(self.compiled, data, offset, self.type_name)
+            if self.plan.decodes:
+                decode_ints(rec, self.plan)
+            rec["type"] = self.type_name
+            return rec
         fo = io.BytesIO(data)
         fo.seek(offset)
         try:
@@ -113,6 +126,23 @@ class _UnionReader:
             decode_ints(rec, plan)
         rec["type"] = type_name
         return rec
+
+
+# One byte more after a record must not be there: reading a boolean (one byte) has to hit the end.
+_END_PROBE = cavro.Schema('"boolean"', options=CAVRO_OPTIONS)
+
+
+def _read_compiled(schema: cavro.Schema, data: bytes, offset: int, what: str) -> dict[str, Any]:
+    reader = cavro.MemoryReader(memoryview(data)[offset:])
+    try:
+        rec = schema.binary_read(reader)
+    except Exception as exc:
+        raise _read_error(exc, what, False) from exc
+    try:
+        _END_PROBE.binary_read(reader)
+    except EOFError:
+        return rec
+    raise DecodeError(TRAILING_BYTES, f"bytes after a {what} record")
 
 
 def _read_error(exc: Exception, what: str, exhausted: bool) -> DecodeError:
@@ -276,7 +306,7 @@ class Codec:
         current = self.catalog.current.get(writer.name)
         if current is None or current.fullname != writer.fullname:
             raise DecodeError(INCOMPATIBLE_SCHEMA, f"registry schema {writer.fullname} is not one of ours")
-        return _Reader(current.name, writer.parsed, current.parsed, current.plan)
+        return _Reader(current.name, writer.parsed, current.parsed, current.plan, None)
 
     def _union_reader_for(self, union: list[Any]) -> _UnionReader:
         targets: dict[str, tuple[str, RecordPlan]] = {}
@@ -299,5 +329,5 @@ class Codec:
         current = self.catalog.current[record.name]
         if record.fingerprint == current.fingerprint:
             # Same canonical form = same bytes: no resolution (and fastavro's fast path).
-            return _Reader(current.name, current.parsed, None, current.plan)
-        return _Reader(current.name, record.parsed, current.parsed, current.plan)
+            return _Reader(current.name, current.parsed, None, current.plan, current.compiled)
+        return _Reader(current.name, record.parsed, current.parsed, current.plan, None)
