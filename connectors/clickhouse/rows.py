@@ -57,6 +57,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TABLES: tuple[str, ...] = tuple(COLUMNS)
 POSTINGS = "journal_postings"
+# The event types whose rows need the input event's fields (from the batch's payload).
+_PAYLOAD_TYPES = frozenset({"TradeFill", "LiquidationFill", "FundingRateSnapshot", "FundingEpochSettle",
+                            "LiquidationCompleted"})
+# Int128 columns (and Arrow's decimal128(38, 0) that carries them) hold decimal(38, 0) and no more.
+DECIMAL_MAX = 10**38 - 1
 # A posting's own fields (from its dict), and the columns it shares with its batch's journal_batches row.
 _POSTING_FIELDS = ("posting_id", "account", "asset", "amount", "kind")
 _BATCH_FIELDS = tuple(c for c in COLUMNS[POSTINGS] if c in COLUMNS["journal_batches"])
@@ -106,11 +111,39 @@ def payload_fields(batch: dict) -> dict[str, Any]:
     return {} if spec is None else dict(zip(spec.field_names, payload[4:], strict=False))
 
 
+class OutOfRange(ValueError):
+    """A record carries a number beyond decimal(38, 0). Its rows would fail their insert on every
+    retry and stall the sink; the core never writes one, so such a record is not the ledger's and
+    goes to the dead-letter topic."""
+
+
+def checked_fields(batch: dict) -> dict[str, Any]:
+    """The input event's fields a batch's rows need ({} for other types), once every number that
+    goes to an Int128 column is known to fit; raises OutOfRange otherwise."""
+    for p in batch["postings"]:
+        if not -DECIMAL_MAX <= p["amount"] <= DECIMAL_MAX:
+            raise OutOfRange(f"posting {p['posting_id']}: amount outside decimal(38, 0)")
+    for p in batch["positions"]:
+        if not (-DECIMAL_MAX <= p["size"] <= DECIMAL_MAX and -DECIMAL_MAX <= p["entry_price"] <= DECIMAL_MAX):
+            raise OutOfRange(f"position of {p['user']} in {p['market']}: size or entry outside decimal(38, 0)")
+    if batch["event_type"] not in _PAYLOAD_TYPES:
+        return {}
+    fields = payload_fields(batch)
+    for name, value in fields.items():
+        if type(value) is int and not -DECIMAL_MAX <= value <= DECIMAL_MAX:
+            raise OutOfRange(f"event field {name} outside decimal(38, 0)")
+    return fields
+
+
 def _partition(value: int | None) -> int:
     return -1 if value is None else value
 
 
-def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: int) -> None:
+def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: int,
+              fields: dict[str, Any] | None = None) -> None:
+    """The batch's rows; `fields` from `checked_fields` (which checks the batch first if not given)."""
+    if fields is None:
+        fields = checked_fields(batch)
     stage, partition, seq = batch["stage"], _partition(batch["input_partition"]), batch["batch_seq"]
     event_id, event_type, ts_us = batch["event_id"], batch["event_type"], batch["ts_us"]
     input_topic, input_offset = batch["input_topic"] or "", _partition(batch["input_offset"])
@@ -125,15 +158,14 @@ def add_batch(rows: Rows, batch: dict, journal_partition: int, journal_offset: i
                                pos["size"], pos["entry_price"], pos["state"]))
     where = (stage, partition, seq, event_id, ts_us)
     if event_type in ("TradeFill", "LiquidationFill"):
-        _add_fill(rows, batch, payload_fields(batch), where)
+        _add_fill(rows, batch, fields, where)
     elif event_type == "FundingRateSnapshot":
-        fields = payload_fields(batch)
         rows.add("funding_rates", (fields["market"], fields["epoch"], stage, partition, seq, event_id, ts_us,
                                    fields["rate_ppb"], fields["price"]))
     elif event_type == "FundingEpochSettle":
-        _add_funding(rows, batch, payload_fields(batch), where)
+        _add_funding(rows, batch, fields, where)
     elif event_type == "LiquidationCompleted":
-        _add_completion(rows, batch, payload_fields(batch), where)
+        _add_completion(rows, batch, fields, where)
     rows.add("journal_batches", (
         stage, partition, seq, key, origin, event_id, event_type, ts_us, input_topic, input_offset,
         batch["payload_json"],
@@ -222,6 +254,8 @@ def _add_completion(rows: Rows, batch: dict, ev: dict, where: tuple) -> None:
 
 
 def add_signal(rows: Rows, signal: dict) -> None:
+    if signal["amount"] is not None and not -DECIMAL_MAX <= signal["amount"] <= DECIMAL_MAX:
+        raise OutOfRange("signal amount outside decimal(38, 0)")
     user, liquidation_id = signal["user"] or "", signal["liquidation_id"] or ""
     rows.add("signals", (signal["market"], signal["signal_type"], signal["stage"], signal["key"], signal["event_id"],
                          user, signal["ts_us"], liquidation_id, signal["amount"]))

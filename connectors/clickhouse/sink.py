@@ -34,6 +34,7 @@ from connectors.clickhouse.settings import SinkSettings
 from connectors.clickhouse.store import Store, backoff_s, error_reason
 from streams.app.outputs import InputCoordinates, dead_letter
 from streams.codec import Codec, DecodeError
+from streams.codec.errors import SCHEMA_MISMATCH
 from streams.topics import DLQ, JOURNAL, MAX_REQUEST_BYTES, REJECTIONS, SIGNALS
 
 log = logging.getLogger("perpledger.sink")
@@ -257,14 +258,18 @@ class Sink:
         except DecodeError as error:
             self._dead_letter(message, error)
             return
-        if expected == "JournalBatch":
-            self._take_batch(record, partition, offset)
-        elif expected == "Signal":
-            tables.add_signal(buffer.rows, record)
-        else:
-            tables.add_rejection(buffer.rows, record)
+        try:
+            if expected == "JournalBatch":
+                self._take_batch(record, partition, offset)
+            elif expected == "Signal":
+                tables.add_signal(buffer.rows, record)
+            else:
+                tables.add_rejection(buffer.rows, record)
+        except tables.OutOfRange as error:
+            self._dead_letter(message, DecodeError(SCHEMA_MISMATCH, str(error)))
 
     def _take_batch(self, batch: dict, partition: int, offset: int) -> None:
+        fields = tables.checked_fields(batch)  # before the chain's tip moves on to it
         chain = (batch["stage"], -1 if batch["input_partition"] is None else batch["input_partition"])
         verdict = self.tips.judge(chain, batch["batch_seq"], batch["prev_hash"], batch["hash"])
         if verdict is Verdict.DUPLICATE:
@@ -277,7 +282,7 @@ class Sink:
                              "reason": verdict.value})
             if verdict is Verdict.CONFLICT:
                 return  # the batch already kept stays; reconcile names the difference
-        tables.add_batch(self.buffer.rows, batch, partition, offset)
+        tables.add_batch(self.buffer.rows, batch, partition, offset, fields)
 
     def _dead_letter(self, message: Message, error: DecodeError) -> None:
         coordinates = InputCoordinates(message.topic(), message.partition(), message.offset())

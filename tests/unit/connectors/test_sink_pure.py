@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -113,6 +114,57 @@ def test_funding_and_liquidation_rows() -> None:
     assert steps == [("triggered", scenario.LIQUIDATION_ID, 0, 0, 0), ("fill", scenario.LIQUIDATION_ID, 4, 0, 0),
                      ("fill", scenario.LIQUIDATION_ID, 0, 0, 0), ("completed", scenario.LIQUIDATION_ID, 0, 34, 0),
                      ("deficit_uncovered", "", 0, 0, 10)]
+
+
+def _scenario_batch(event_type: str) -> dict:
+    codec = Codec()
+    for output in ledger_outputs(scenario.events(), Ledger(), codec):
+        if output.topic == JOURNAL and (batch := codec.decode(output.value))["event_type"] == event_type:
+            return batch
+    raise AssertionError(f"no {event_type} batch in the scenario")
+
+
+def _with_payload_field(batch: dict, name: str, value: int) -> dict:
+    fields = tables.payload_fields(batch)
+    payload = json.loads(batch["payload_json"])
+    payload[4 + list(fields).index(name)] = value
+    return {**batch, "payload_json": json.dumps(payload)}
+
+
+@pytest.mark.parametrize("edge", [10**38 - 1, -(10**38 - 1)])
+def test_numbers_at_the_edge_of_decimal_38_make_rows(edge: int) -> None:
+    fill = _scenario_batch("TradeFill")
+    batch = {**fill, "postings": [{**fill["postings"][0], "amount": edge}, *fill["postings"][1:]]}
+    rows = tables.Rows()
+    tables.add_batch(rows, _with_payload_field(batch, "price", edge), 0, 0)
+    assert rows.postings[0]["amount"] == edge and rows.rows["trades"][0][14] == edge
+
+
+@pytest.mark.parametrize("change", ["posting", "position size", "entry price", "event field"])
+@pytest.mark.parametrize("beyond", [10**38, -(10**38)])
+def test_a_number_beyond_decimal_38_is_refused_before_any_row(change: str, beyond: int) -> None:
+    fill = _scenario_batch("TradeFill")
+    batch = {
+        "posting": lambda: {**fill, "postings": [{**fill["postings"][0], "amount": beyond}]},
+        "position size": lambda: {**fill, "positions": [{**fill["positions"][0], "size": beyond}]},
+        "entry price": lambda: {**fill, "positions": [{**fill["positions"][0], "entry_price": beyond}]},
+        "event field": lambda: _with_payload_field(fill, "quantity", beyond),
+    }[change]()
+    rows = tables.Rows()
+    with pytest.raises(tables.OutOfRange, match=r"outside decimal\(38, 0\)"):
+        tables.add_batch(rows, batch, 0, 0)
+    assert rows.total() == 0
+
+
+def test_a_signal_amount_beyond_decimal_38_is_refused_before_any_row() -> None:
+    signal = {"market": "M", "signal_type": "DeficitUncovered", "stage": "market", "key": "M", "event_id": "e",
+              "user": "u", "ts_us": 1, "liquidation_id": "liq:M:u:e", "amount": 10**38}
+    rows = tables.Rows()
+    with pytest.raises(tables.OutOfRange):
+        tables.add_signal(rows, signal)
+    assert rows.total() == 0
+    tables.add_signal(rows, {**signal, "amount": 10**38 - 1})
+    assert rows.total() == 2  # the signal and its liquidation step
 
 
 @given(st.lists(st.integers(min_value=1, max_value=30), max_size=80))
