@@ -32,7 +32,7 @@ from connectors.clickhouse.simulate import ledger_outputs, produce_outputs
 from connectors.clickhouse.sink import Sink
 from streams.codec import Codec
 from streams.core.ledger import Ledger
-from streams.topics import JOURNAL, TOPIC_CONFIG
+from streams.topics import JOURNAL, topic_config
 from streams.workload import generate
 from tests import kafka_broker
 
@@ -64,7 +64,7 @@ def bench_sink(bootstrap: str, n_events: int, workdir: Path) -> None:
     suffix = f".bench-{uuid.uuid4().hex[:6]}"
     admin = kafka_broker.admin_client(bootstrap)
     for topic in ("ledger.journal", "ledger.signals", "ledger.rejections", "ledger.dlq"):
-        kafka_broker.create_topic(admin, topic + suffix, partitions=3, config=TOPIC_CONFIG)
+        kafka_broker.create_topic(admin, topic + suffix, partitions=3, config=topic_config(topic))
     started = time.perf_counter()
     events = list(generate(seed=7, n_events=n_events, n_markets=10, n_users=20_000))
     outputs = list(ledger_outputs(events, Ledger(), Codec()))

@@ -12,16 +12,26 @@ SIGNALS = "ledger.signals"  # key: the stage key
 DLQ = "ledger.dlq"  # key: the original record key
 LEDGER_TOPICS = (ACCOUNT_EVENTS, MARKET_EVENTS, JOURNAL, REJECTIONS, SIGNALS, DLQ)
 
-# The largest record the ledger writes, and so the `max.message.bytes` of its topics and tables'
-# changelogs and the size its producers accept. Kafka's default (1 MB) is far too small: one event
-# is one journal batch, and a funding settlement posts to every open position of its market, about
-# 140 bytes each, so a market with 8,000 open positions already writes a 1.1 MB batch (and the
-# group's intent in the changelog holds it again). 32 MiB holds a settlement over ~100,000 open
-# positions with its intent, and stays well below the broker's 100 MiB request limit.
-MAX_RECORD_BYTES = 32 * 1024 * 1024
-# Headroom for a produce request's framing around its largest record.
-MAX_REQUEST_BYTES = MAX_RECORD_BYTES + 64 * 1024
-TOPIC_CONFIG = {"max.message.bytes": str(MAX_RECORD_BYTES)}
+# Record size limits (`max.message.bytes` of each topic). Kafka's default (1 MB) is far too small
+# for what the ledger writes: one event is one journal batch, and a funding settlement posts to
+# every open position of its market, about 140 bytes each, so a market with 8,000 open positions
+# already writes a 1.1 MB batch (and the group's intent in the changelog holds it again). 32 MiB
+# holds a settlement over ~100,000 open positions with its intent, well below the broker's 100 MiB
+# request limit. Events stay at 1 MiB: a dead letter wraps any record it could not read with its
+# error, so the dead-letter topic takes a little more than anything any other topic holds.
+INPUT_RECORD_BYTES = 1024 * 1024
+MAX_RECORD_BYTES = 32 * 1024 * 1024  # journal, rejections, signals, the tables' changelogs
+DLQ_RECORD_BYTES = MAX_RECORD_BYTES + 1024 * 1024
+# What the ledger's producers accept: the largest record, with room for a request's framing.
+MAX_REQUEST_BYTES = DLQ_RECORD_BYTES + 64 * 1024
+_RECORD_LIMITS = {ACCOUNT_EVENTS: INPUT_RECORD_BYTES, MARKET_EVENTS: INPUT_RECORD_BYTES, DLQ: DLQ_RECORD_BYTES}
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The topic settings the ledger needs on `topic` (a ledger topic, possibly with a suffix, or a changelog)."""
+    limit = next((v for name, v in _RECORD_LIMITS.items() if topic == name or topic.startswith(name + ".")),
+                 MAX_RECORD_BYTES)
+    return {"max.message.bytes": str(limit)}
 
 def input_topic_and_key(event: dict) -> tuple[str, str]:
     """The input topic and record key of an event; an unroutable one goes to the account topic with
@@ -37,7 +47,7 @@ def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] =
                   timeout_s: float = 30.0) -> None:
     """Create the ledger's topics with `partitions` partitions if missing; refuse a mismatch. Every
     ledger topic, and each of the `changelogs` that exists, gets the ledger's record size limit
-    (`TOPIC_CONFIG`; also set on topics created before it was).
+    (`topic_config`; also set on topics created before it was).
 
     The two input topics and the tables' changelogs must agree on the partition count (a key's
     state lives in the partition its events arrive on), so a topic created with another count, for
@@ -59,7 +69,7 @@ def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] =
              if n in existing and len(existing[n].partitions) != partitions}
     if wrong:
         raise SystemExit(f"input topics have the wrong partition count (want {partitions}): {wrong}")
-    missing = [NewTopic(n, partitions, 1, config=TOPIC_CONFIG) for n in names if n not in existing]
+    missing = [NewTopic(n, partitions, 1, config=topic_config(n)) for n in names if n not in existing]
     if missing:
         for name, future in admin.create_topics(missing).items():
             try:
@@ -69,9 +79,9 @@ def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] =
                     raise SystemExit(f"cannot create topic {name}: {error}") from error
     older = [n for n in (*names, *changelogs) if n in existing]
     if older:
-        limit = [ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
-                 for key, value in TOPIC_CONFIG.items()]
-        resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=limit) for name in older]
+        resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in topic_config(name).items()]) for name in older]
         for future in admin.incremental_alter_configs(resources).values():
             future.result(timeout=timeout_s)
 

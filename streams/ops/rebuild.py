@@ -25,7 +25,7 @@ from streams.app.processor import PartitionProcessor
 from streams.codec import Codec
 from streams.ops.chains import STAGE_INPUTS, DictTable, read_topic
 from streams.ops.journal import Chain
-from streams.topics import JOURNAL, MAX_REQUEST_BYTES, TOPIC_CONFIG
+from streams.topics import JOURNAL, MAX_REQUEST_BYTES, topic_config
 
 SNAPSHOT_FORMAT = 1
 
@@ -168,7 +168,7 @@ def write_state(bootstrap: str, rebuilt: Rebuilt, app_id: str, partitions: int) 
         if any(tp.offset >= 0 for tp in group.committed(tps, timeout=10)):
             raise ValueError(f"consumer group {app_id} has committed offsets on {rebuilt.topic}: use a fresh app id")
         # Compacted, like the changelogs Faust creates: only the last value of each key matters.
-        config = {"cleanup.policy": "compact", **TOPIC_CONFIG}
+        config = {"cleanup.policy": "compact", **topic_config(topic)}
         admin.create_topics([NewTopic(topic, partitions, 1, config=config)])[topic].result(30)
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
                              "message.max.bytes": MAX_REQUEST_BYTES})

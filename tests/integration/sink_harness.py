@@ -10,7 +10,7 @@ from connectors.clickhouse.simulate import ledger_outputs, produce_outputs
 from streams.app.outputs import Output
 from streams.codec import Codec
 from streams.core.ledger import Ledger
-from streams.topics import TOPIC_CONFIG
+from streams.topics import topic_config
 from streams.workload import generate
 from tests import kafka_broker
 from tests.integration.worker_harness import ChildProcess, free_port
@@ -28,7 +28,7 @@ def workload_outputs(seed: int, n_events: int, n_users: int = 120) -> tuple[list
 def create_sink_topics(bootstrap: str, suffix: str, partitions: int = 3) -> None:
     admin = kafka_broker.admin_client(bootstrap)
     for topic in SINK_TOPICS:
-        kafka_broker.create_topic(admin, topic + suffix, partitions=partitions, config=TOPIC_CONFIG)
+        kafka_broker.create_topic(admin, topic + suffix, partitions=partitions, config=topic_config(topic))
 
 
 def produce(bootstrap: str, outputs: list[Output], suffix: str) -> None:
