@@ -33,6 +33,7 @@ def topic_config(topic: str) -> dict[str, str]:
                  MAX_RECORD_BYTES)
     return {"max.message.bytes": str(limit)}
 
+
 def input_topic_and_key(event: dict) -> tuple[str, str]:
     """The input topic and record key of an event; an unroutable one goes to the account topic with
     an empty key, where the stage rejects it (nothing is dropped on the producer's side)."""
@@ -63,13 +64,12 @@ def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] =
     )
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    names = LEDGER_TOPICS
     existing = admin.list_topics(timeout=timeout_s).topics
     wrong = {n: len(existing[n].partitions) for n in (ACCOUNT_EVENTS, MARKET_EVENTS)
              if n in existing and len(existing[n].partitions) != partitions}
     if wrong:
         raise SystemExit(f"input topics have the wrong partition count (want {partitions}): {wrong}")
-    missing = [NewTopic(n, partitions, 1, config=topic_config(n)) for n in names if n not in existing]
+    missing = [NewTopic(n, partitions, 1, config=topic_config(n)) for n in LEDGER_TOPICS if n not in existing]
     if missing:
         for name, future in admin.create_topics(missing).items():
             try:
@@ -77,7 +77,7 @@ def ensure_topics(bootstrap: str, partitions: int, changelogs: tuple[str, ...] =
             except Exception as error:  # created meanwhile by another worker: fine if it now exists
                 if name not in admin.list_topics(timeout=timeout_s).topics:
                     raise SystemExit(f"cannot create topic {name}: {error}") from error
-    older = [n for n in (*names, *changelogs) if n in existing]
+    older = [n for n in (*LEDGER_TOPICS, *changelogs) if n in existing]
     if older:
         resources = [ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)

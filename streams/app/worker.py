@@ -188,7 +188,7 @@ class Ledger:
         settings = self.settings
         table = self.app.Table(
             f"{stage.name}-state", partitions=settings.partitions, key_type=bytes, value_type=bytes,
-            extra_topic_configs=topic_config(f"{stage.name}-state-changelog"),
+            extra_topic_configs=topic_config(f"{settings.app_id}-{stage.name}-state-changelog"),
             options={"block_cache_size": settings.rocksdb_block_cache_bytes,
                      "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4},
         )
