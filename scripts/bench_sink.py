@@ -2,6 +2,7 @@
 time of each analytics query over synthetic postings (10 million by default).
 
     PERPLEDGER_KAFKA_PORT=29092 .venv/bin/python scripts/bench_sink.py [--events 60000] [--postings 10000000]
+                                                                       [--repeat 5]
 
 1. A seeded workload runs through the core offline; its journal, signal and rejection records are
    written to fresh topics (3 partitions) exactly as workers write them. A sink in this process then
@@ -17,6 +18,7 @@ import argparse
 import gc
 import logging
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -60,7 +62,7 @@ FROM (
 """
 
 
-def bench_sink(bootstrap: str, n_events: int, workdir: Path) -> None:
+def bench_sink(bootstrap: str, n_events: int, repeat: int, workdir: Path) -> None:
     suffix = f".bench-{uuid.uuid4().hex[:6]}"
     admin = kafka_broker.admin_client(bootstrap)
     for topic in ("ledger.journal", "ledger.signals", "ledger.rejections", "ledger.dlq"):
@@ -76,8 +78,17 @@ def bench_sink(bootstrap: str, n_events: int, workdir: Path) -> None:
     del events, outputs  # a sink runs in a process of its own: not beside the workload's objects
     gc.collect()
 
-    settings = SinkSettings.from_env(bootstrap=bootstrap, clickhouse_url=f"chdb://{workdir / 'sink'}",
-                                     group=f"bench{suffix}", web_port=0, topic_suffix=suffix)
+    rates = sorted(sink_rate(bootstrap, suffix, postings, records, workdir / f"sink-{run}") for run in range(repeat))
+    if repeat > 1:
+        print(f"sink over {repeat} runs: best {rates[-1]:,.0f}, median {statistics.median(rates):,.0f}, "
+              f"worst {rates[0]:,.0f} postings/s")
+
+
+def sink_rate(bootstrap: str, suffix: str, postings: int, records: int, directory: Path) -> float:
+    """One sink, in a fresh consumer group and a fresh ClickHouse, from the topics' start to their
+    end; prints and returns its postings/s."""
+    settings = SinkSettings.from_env(bootstrap=bootstrap, clickhouse_url=f"chdb://{directory}",
+                                     group=f"bench{suffix}-{directory.name}", web_port=0, topic_suffix=suffix)
     sink = Sink(settings, exit_at_end=True)
     first: list[float] = []
     take = sink._take
@@ -93,6 +104,7 @@ def bench_sink(bootstrap: str, n_events: int, workdir: Path) -> None:
     print(f"sink: {postings:,} postings ({records:,} records) in {elapsed:.2f} s = "
           f"{postings / elapsed:,.0f} postings/s, {records / elapsed:,.0f} records/s "
           f"(from the first record read to caught up, batch {settings.batch_rows} rows / {settings.batch_ms} ms)")
+    return postings / elapsed
 
 
 def bench_queries(n_postings: int, workdir: Path) -> None:
@@ -128,6 +140,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=60_000, help="workload events for the sink rate")
     parser.add_argument("--postings", type=int, default=10_000_000, help="synthetic postings for the queries")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="sink runs over the same records (this machine's spread is several percent)")
     parser.add_argument("--skip-sink", action="store_true")
     parser.add_argument("--skip-queries", action="store_true")
     args = parser.parse_args()
@@ -136,7 +150,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     try:
         if not args.skip_sink:
-            bench_sink(kafka_broker.start(), args.events, workdir)
+            bench_sink(kafka_broker.start(), args.events, args.repeat, workdir)
         if not args.skip_queries and args.postings > 0:
             bench_queries(args.postings, workdir)
     finally:
