@@ -91,14 +91,14 @@ def sink_rate(bootstrap: str, suffix: str, postings: int, records: int, director
                                      group=f"bench{suffix}-{directory.name}", web_port=0, topic_suffix=suffix)
     sink = Sink(settings, exit_at_end=True)
     first: list[float] = []
-    take = sink._take
+    build = sink._build
 
-    def timed_take(message: object) -> None:
+    def timed_build(messages: list) -> None:  # the first records consumed start the clock
         if not first:
             first.append(time.perf_counter())
-        take(message)
+        build(messages)
 
-    sink._take = timed_take  # type: ignore[method-assign]
+    sink._build = timed_build  # type: ignore[method-assign]
     sink.run()
     elapsed = time.perf_counter() - first[0]
     print(f"sink: {postings:,} postings ({records:,} records) in {elapsed:.2f} s = "

@@ -9,6 +9,7 @@ else is a chain break: it is still written (nothing read is dropped) and reporte
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from enum import Enum
 
 from streams.core.hashchain import GENESIS_HASH
@@ -34,6 +35,17 @@ class ChainTips:
         self.tips: dict[Chain, tuple[int, str]] = dict(tips or {})
         # Hashes of recent batches per chain, to tell an identical copy from a conflicting one.
         self._recent: dict[Chain, OrderedDict[int, str]] = {}
+
+    def all_new(self, batches: Iterable[tuple[Chain, int, str, str]]) -> bool:
+        """Whether `judge` would find each of these (chain, batch_seq, prev_hash, hash), in this order,
+        NEW. Changes nothing."""
+        tips: dict[Chain, tuple[int, str]] = {}
+        for chain, batch_seq, prev_hash, batch_hash in batches:
+            last_seq, last_hash = tips.get(chain) or self.tips.get(chain, (0, GENESIS_HASH))
+            if batch_seq != last_seq + 1 or prev_hash != last_hash:
+                return False
+            tips[chain] = (batch_seq, batch_hash)
+        return True
 
     def judge(self, chain: Chain, batch_seq: int, prev_hash: str, batch_hash: str) -> Verdict:
         """The verdict on a batch, keeping it as the chain's tip if it is new."""

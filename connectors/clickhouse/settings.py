@@ -28,6 +28,9 @@ class SinkSettings:
     # once instead of waiting for the dead member's session to time out. "" = dynamic membership.
     instance_id: str = ""
     topic_suffix: str = ""  # appended to every topic name (tests; several ledgers on one cluster)
+    # Child processes that decode records and build their rows while the loop consumes (0: the loop
+    # does it; for a single core). See connectors/clickhouse/building.py.
+    build_processes: int = 2
 
     @classmethod
     def from_env(cls, **overrides: object) -> SinkSettings:
@@ -45,5 +48,6 @@ class SinkSettings:
             log_level=env("PERPLEDGER_LOG_LEVEL", "info"),
             log_format=env("PERPLEDGER_LOG_FORMAT", "json"),
             instance_id=env("PERPLEDGER_SINK_INSTANCE_ID", ""),
+            build_processes=int(env("PERPLEDGER_SINK_BUILD_PROCESSES", "2")),
         )
         return replace(settings, **overrides)  # type: ignore[arg-type]

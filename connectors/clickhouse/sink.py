@@ -21,12 +21,15 @@ import json
 import logging
 import signal
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from connectors.clickhouse import rows as tables
+from connectors.clickhouse.building import Builder, Built
 from connectors.clickhouse.chain import ChainTips, Verdict, chain_label
 from connectors.clickhouse.client import parse_url
 from connectors.clickhouse.metrics import SinkMetrics, WebServer
@@ -57,17 +60,24 @@ class Topics:
 
 
 class Buffer:
-    """Rows read but not inserted yet, the offsets that follow them, and their dead letters."""
+    """Rows read but not inserted yet (Arrow tables, per table), the offsets that follow them, and their
+    dead letters."""
 
     def __init__(self, generation: int) -> None:
         self.generation = generation  # the assignment it was read in (see Sink.generation)
-        self.rows = tables.Rows()
+        self.parts: dict[str, list[pa.Table]] = {}
+        self.row_count = 0
         self.next_offsets: dict[tuple[str, int], int] = {}
         self.dead_letters: list[tuple[str, bytes, bytes]] = []
         self.started_s: float | None = None
 
     def empty(self) -> bool:
         return not self.next_offsets
+
+    def add(self, parts: dict[str, pa.Table]) -> None:
+        for table, data in parts.items():
+            self.parts.setdefault(table, []).append(data)
+            self.row_count += data.num_rows
 
 
 class Sink:
@@ -89,6 +99,13 @@ class Sink:
         # The buffer being inserted by the insert thread, with its outcome (insert counts, seconds).
         self.in_flight: tuple[Buffer, Future[tuple[dict[str, int], float]]] | None = None
         self.inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="insert")
+        self.builder: Builder | None = None
+        # Consumed, being built into rows, in consumption order: (generation, records, build's arguments,
+        # its result to come).
+        self.building: deque[tuple[int, list[Message], tuple, Future[Built]]] = deque()
+        # How many lists may be in the building: one per child, and one more to cover the odd slow turn
+        # of the loop (an insert to hand over, a commit).
+        self.building_max = max(1, settings.build_processes) + 1
         self.assigned: set[tuple[str, int]] = set()
         self.at_end: set[tuple[str, int]] = set()  # partitions read to their end (with exit_at_end)
         self.stopping = False
@@ -103,6 +120,7 @@ class Sink:
         if self.web is not None:
             self.web.start()
         try:
+            self.builder = Builder(self.settings.build_processes)
             if self.rebuild:
                 reset_offsets(self.settings.bootstrap, self.settings.group, self._source_topics())
             self._open_store(truncate=self.rebuild)
@@ -130,6 +148,8 @@ class Sink:
         finally:
             self._forget_in_flight()
             self.inserter.shutdown()
+            if self.builder is not None:
+                self.builder.close()
             if self.consumer is not None:
                 self.consumer.close()
             self.store.close()
@@ -210,15 +230,19 @@ class Sink:
     def _loop(self) -> None:
         assert self.consumer is not None
         while not self.stopping:
-            messages = self.consumer.consume(_CONSUME_MAX, timeout=self._wait_s())
-            for message in messages:
-                self._take(message)
+            # Records being built: look for more without blocking, and take what is built.
+            messages = self.consumer.consume(_CONSUME_MAX, timeout=0 if self.building else self._wait_s())
+            if messages:
+                self._build(messages)
+            while self.building and (self.building[0][3].done() or len(self.building) > self.building_max
+                                     or not messages):
+                self._take_built()
             if self.in_flight is not None and self.in_flight[1].done():
                 self._settle()  # commit as soon as the insert returned
             if self._due() or (self.exit_at_end and self._caught_up()):
                 self._flush()  # at the end nothing is left to wait for: insert what is read at once
-            if (self.exit_at_end and not messages and self.buffer.empty() and self.in_flight is None
-                    and self._caught_up()):
+            if (self.exit_at_end and not messages and not self.building and self.buffer.empty()
+                    and self.in_flight is None and self._caught_up()):
                 log.info("caught up: every assigned partition is at its end")
                 return
 
@@ -231,25 +255,67 @@ class Sink:
     def _due(self) -> bool:
         if self.buffer.empty():
             return False
-        return (self.buffer.rows.total() >= self.settings.batch_rows
+        return (self.buffer.row_count >= self.settings.batch_rows
                 or time.monotonic() - self.buffer.started_s >= self.settings.batch_ms / 1000)
 
-    def _take(self, message: Message) -> None:
+    def _build(self, messages: list[Message]) -> None:
+        records = [m for m in messages if m.error() is None]
+        args = ([m.value() for m in records], [m.topic() for m in records], [m.partition() for m in records],
+                [m.offset() for m in records], self.record_types, self.store.arrow_types)
+        assert self.builder is not None
+        self.building.append((self.generation, messages, args, self.builder.submit(*args)))
+
+    def _take_built(self) -> None:
+        """Take the oldest list of records being built, in order (waiting for it). Dropped if partitions
+        were revoked since it was consumed: the buffer it belongs to is gone, and the partitions' next
+        owner reads those records again. Its rows are kept as built when every journal batch in it is
+        new; a list holding a copy or a break (rare: after a worker's crash) is taken record by record."""
+        generation, messages, args, future = self.building.popleft()
+        assert self.builder is not None
+        built = self.builder.result(future, *args)
+        if generation != self.generation:
+            return
+        if self.tips_stale:
+            self._load_tips()
+        batches = [outcome[1:] for outcome in built.outcomes if outcome[0] == "batch"]
+        if not self.tips.all_new(batches):
+            rows = tables.Rows()
+            for message in messages:
+                self._take(message, rows)
+            self.buffer.add(tables.arrow_tables(rows, self.store.arrow_types))
+            return
+        for chain, batch_seq, prev_hash, batch_hash in batches:
+            self.tips.judge(chain, batch_seq, prev_hash, batch_hash)
+        outcomes = iter(built.outcomes)
+        for message in messages:
+            if self._position(message):
+                outcome = next(outcomes)
+                if outcome[0] == "letter":
+                    self._dead_letter(message, DecodeError(outcome[1], outcome[2]))
+        self.buffer.add(built.arrow())
+
+    def _position(self, message: Message) -> bool:
+        """Note where a record leaves its partition; False for an event that is no record (the end of
+        a partition, an error)."""
         topic, partition, error = message.topic(), message.partition(), message.error()
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
                 self.at_end.add((topic, partition))
             else:
                 log.warning("consumer error: %s", error)
-            return
+            return False
         self.at_end.discard((topic, partition))
-        offset = message.offset()
-        if self.tips_stale:
-            self._load_tips()
         buffer = self.buffer
         if buffer.started_s is None:
             buffer.started_s = time.monotonic()
-        buffer.next_offsets[(topic, partition)] = offset + 1
+        buffer.next_offsets[(topic, partition)] = message.offset() + 1
+        return True
+
+    def _take(self, message: Message, rows: tables.Rows) -> None:
+        """One record into `rows`, judged against the chain tips as it comes."""
+        if not self._position(message):
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
         expected = self.record_types[topic]
         try:
             record = self.codec.decode(message.value())
@@ -260,15 +326,15 @@ class Sink:
             return
         try:
             if expected == "JournalBatch":
-                self._take_batch(record, partition, offset)
+                self._take_batch(rows, record, partition, offset)
             elif expected == "Signal":
-                tables.add_signal(buffer.rows, record)
+                tables.add_signal(rows, record)
             else:
-                tables.add_rejection(buffer.rows, record)
+                tables.add_rejection(rows, record)
         except tables.OutOfRange as error:
             self._dead_letter(message, DecodeError(SCHEMA_MISMATCH, str(error)))
 
-    def _take_batch(self, batch: dict, partition: int, offset: int) -> None:
+    def _take_batch(self, rows: tables.Rows, batch: dict, partition: int, offset: int) -> None:
         fields = tables.checked_fields(batch)  # before the chain's tip moves on to it
         chain = (batch["stage"], -1 if batch["input_partition"] is None else batch["input_partition"])
         verdict = self.tips.judge(chain, batch["batch_seq"], batch["prev_hash"], batch["hash"])
@@ -282,7 +348,7 @@ class Sink:
                              "reason": verdict.value})
             if verdict is Verdict.CONFLICT:
                 return  # the batch already kept stays; reconcile names the difference
-        tables.add_batch(self.buffer.rows, batch, partition, offset, fields)
+        tables.add_batch(rows, batch, partition, offset, fields)
 
     def _dead_letter(self, message: Message, error: DecodeError) -> None:
         coordinates = InputCoordinates(message.topic(), message.partition(), message.offset())
@@ -320,11 +386,11 @@ class Sink:
         if buffer.empty():
             return
         self.buffer = Buffer(self.generation)
-        self.in_flight = (buffer, self.inserter.submit(self._timed_insert, buffer.rows))
+        self.in_flight = (buffer, self.inserter.submit(self._timed_insert, buffer.parts))
 
-    def _timed_insert(self, rows: tables.Rows) -> tuple[dict[str, int], float]:
+    def _timed_insert(self, parts: dict[str, list[pa.Table]]) -> tuple[dict[str, int], float]:
         started = time.monotonic()
-        inserted = self.store.insert(rows)
+        inserted = self.store.insert(parts)
         return inserted, time.monotonic() - started
 
     def _settle(self) -> None:
@@ -378,7 +444,7 @@ class Sink:
                     if self.store.client is None:  # stopping
                         return None
                 try:
-                    return self._timed_insert(buffer.rows)
+                    return self._timed_insert(buffer.parts)
                 except Exception as error:
                     self._failed("insert", error, attempt)
                     self._reconnect_later(error)

@@ -11,7 +11,7 @@ import pyarrow as pa
 from connectors.clickhouse import schema
 from connectors.clickhouse.chain import Chain
 from connectors.clickhouse.client import Target, connect
-from connectors.clickhouse.rows import COLUMNS, TABLES, Rows, arrow_tables
+from connectors.clickhouse.rows import COLUMNS, TABLES
 
 UNAVAILABLE, TABLE_MISSING, OTHER = "unavailable", "table_missing", "other"
 # ClickHouse error codes: UNKNOWN_TABLE, UNKNOWN_DATABASE.
@@ -75,12 +75,15 @@ class Store:
             with contextlib.suppress(Exception):  # already broken: nothing left to release
                 client.close()
 
-    def insert(self, rows: Rows) -> dict[str, int]:
-        """Every table's rows, journal_batches last (see rows.COLUMNS); rows inserted per table."""
+    def insert(self, parts: dict[str, list[pa.Table]]) -> dict[str, int]:
+        """Every table's rows (Arrow tables of `arrow_types`), journal_batches last (see rows.COLUMNS);
+        rows inserted per table."""
         inserted = {}
-        for table, data in arrow_tables(rows, self.arrow_types).items():
-            self.client.insert_arrow(f"{self.db}.{table}", data, settings=_INSERT_SETTINGS)
-            inserted[table] = data.num_rows
+        for table in TABLES:
+            if parts.get(table):
+                data = pa.concat_tables(parts[table])
+                self.client.insert_arrow(f"{self.db}.{table}", data, settings=_INSERT_SETTINGS)
+                inserted[table] = data.num_rows
         return inserted
 
     def chain_tips(self) -> dict[Chain, tuple[int, str]]:
