@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,6 +20,7 @@ from streams.core.hashchain import GENESIS_HASH
 from streams.core.ledger import Ledger
 from streams.topics import JOURNAL
 from tests.integration import analytics_scenario as scenario
+from tests.unit.connectors.arrow_types import TYPES
 
 
 def test_ddl_files_are_versioned_and_every_table_has_its_row_builder() -> None:
@@ -81,13 +81,7 @@ def test_posting_rows_are_each_posting_with_its_batch_columns() -> None:
                     "origin_key": batch["origin_key"], "event_id": batch["event_id"], "event_type": batch["event_type"],
                     "ts_us": batch["ts_us"], "input_topic": batch["input_topic"] or "",
                     "input_offset": batch["input_offset"], "amount": p["amount"], "kind": p["kind"]})
-    integers = {"input_partition", "batch_seq", "posting_index", "ts_us", "input_offset", "posting_count",
-                "journal_partition", "journal_offset", "epoch", "rate_ppb"}
-    money = {"amount", "size", "entry_price", "price", "quantity", "fee_minor", "realized_pnl_minor", "penalty_minor",
-             "position_after", "amount_minor", "deficit_minor", "insurance_cover_minor", "uncovered_minor"}
-    types = {table: {name: pa.int64() if name in integers else pa.decimal128(38, 0) if name in money
-                     else pa.string() for name in columns} for table, columns in tables.COLUMNS.items()}
-    table = tables.arrow_tables(rows, types)["journal_postings"]
+    table = tables.arrow_tables(rows, TYPES)["journal_postings"]
     assert table.column_names == list(tables.COLUMNS["journal_postings"])
     assert [{**row, "amount": int(row["amount"])} for row in table.to_pylist()] == expected
     assert len({row["batch_seq"] for row in expected}) > 1 and max(row["posting_index"] for row in expected) > 0
