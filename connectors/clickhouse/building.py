@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, NamedTuple
@@ -33,6 +36,7 @@ ROWS = ("rows",)  # a signal's or a rejection's rows are built
 # ("letter", error kind, message): not a record of its topic: a dead letter
 
 _codec: Codec | None = None  # the process's own, made once
+_PARENT_CHECK_S = 1.0  # how soon a child whose sink died leaves
 
 
 class Built(NamedTuple):
@@ -79,11 +83,20 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _ignore_stop_signals() -> None:
+def _start_child() -> None:
     # A terminal's Ctrl-C or a pod's SIGTERM reaches the whole process group: the sink stops in
     # order and shuts the child down; the child must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A sink killed outright (SIGKILL, out of memory) cannot shut its children down, and they would
+    # wait for work forever: each leaves once it sees it has another parent.
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_CHECK_S)
+    os._exit(0)
 
 
 class Builder:
@@ -98,7 +111,7 @@ class Builder:
         # spawn, not fork: the sink holds librdkafka's and chDB's threads, which a fork would copy
         # in whatever state they were in.
         pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_ignore_stop_signals)
+                                   initializer=_start_child)
         pool.submit(build, [], [], [], [], {}, {})  # start the child now: it takes ~0.5 s to import
         return pool
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -99,3 +103,37 @@ def test_a_dead_child_is_replaced_and_its_work_built_again() -> None:
         assert all(child.pid not in {c.pid for c in children} for child in multiprocessing.active_children())
     finally:
         builder.close()
+
+
+def test_children_leave_when_their_sink_is_killed(tmp_path: Path) -> None:
+    """A sink killed with SIGKILL cannot shut its pool down: the children leave by themselves."""
+    script = tmp_path / "sink.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})\n"
+        "from connectors.clickhouse.building import Builder\n"
+        "if __name__ == '__main__':\n"  # spawned children import this module again
+        "    builder = Builder(1)\n"
+        "    builder.result(builder.submit([], [], [], [], {}, {}), [], [], [], [], {}, {})\n"
+        "    print(' '.join(str(c.pid) for c in __import__('multiprocessing').active_children()), flush=True)\n"
+        "    time.sleep(600)\n")
+    sink = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        children = [int(pid) for pid in sink.stdout.readline().split()]  # type: ignore[union-attr]
+        assert children
+    finally:
+        sink.kill()
+        sink.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children):
+        assert time.monotonic() < deadline, "children outlived their sink"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone, only not yet reaped by init
+        return stat.read().split(") ", 1)[1][0] != "Z"
