@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 
 from connectors.clickhouse import rows as tables
+from connectors.clickhouse.chain import chain_of
 from streams.codec import Codec, DecodeError
 from streams.codec.errors import SCHEMA_MISMATCH
 
@@ -47,6 +48,16 @@ class Built(NamedTuple):
         return {table: pa.ipc.open_stream(data).read_all() for table, data in self.tables.items()}
 
 
+def read_record(codec: Codec, value: bytes | None, topic: str, record_types: dict[str, str]) -> dict:
+    """The record a value read from `topic` holds; DecodeError if it is not one of the records that
+    topic carries (`record_types`)."""
+    record = codec.decode(value)
+    expected = record_types[topic]
+    if record["type"] != expected:
+        raise DecodeError("unexpected_type", f"{record['type']} on {topic}, expected {expected}")
+    return record
+
+
 def build(values: list[bytes | None], topics: list[str], partitions: list[int], offsets: list[int],
           record_types: dict[str, str], types: dict[str, dict[str, pa.DataType]]) -> Built:
     """The rows of records read from the sink's topics (`record_types`: what each topic carries), as
@@ -56,18 +67,13 @@ def build(values: list[bytes | None], topics: list[str], partitions: list[int], 
         _codec = Codec()
     rows, outcomes = tables.Rows(), []
     for value, topic, partition, offset in zip(values, topics, partitions, offsets, strict=True):
-        expected = record_types[topic]
         try:
-            record = _codec.decode(value)
-            if record["type"] != expected:
-                raise DecodeError("unexpected_type", f"{record['type']} on {topic}, expected {expected}")
-            if expected == "JournalBatch":
-                fields = tables.checked_fields(record)
-                tables.add_batch(rows, record, partition, offset, fields)
-                chain = (record["stage"], -1 if record["input_partition"] is None else record["input_partition"])
-                outcomes.append(("batch", chain, record["batch_seq"], record["prev_hash"], record["hash"]))
+            record = read_record(_codec, value, topic, record_types)
+            if record["type"] == "JournalBatch":
+                tables.add_batch(rows, record, partition, offset)
+                outcomes.append(("batch", chain_of(record), record["batch_seq"], record["prev_hash"], record["hash"]))
             else:
-                (tables.add_signal if expected == "Signal" else tables.add_rejection)(rows, record)
+                (tables.add_signal if record["type"] == "Signal" else tables.add_rejection)(rows, record)
                 outcomes.append(ROWS)
         except DecodeError as error:
             outcomes.append(("letter", error.kind, error.message))

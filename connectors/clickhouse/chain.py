@@ -24,6 +24,11 @@ class Verdict(Enum):
     CONFLICT = "conflict"  # a copy of a kept batch_seq with another hash: dropped and reported
 
 
+def chain_of(batch: dict) -> Chain:
+    """The hash chain of a decoded journal batch (-1: a batch of no input partition)."""
+    return batch["stage"], -1 if batch["input_partition"] is None else batch["input_partition"]
+
+
 def chain_label(chain: Chain) -> str:
     return f"{chain[0]}-{chain[1]}"
 

@@ -29,8 +29,8 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from connectors.clickhouse import rows as tables
-from connectors.clickhouse.building import Builder, Built
-from connectors.clickhouse.chain import ChainTips, Verdict, chain_label
+from connectors.clickhouse.building import Builder, Built, read_record
+from connectors.clickhouse.chain import ChainTips, Verdict, chain_label, chain_of
 from connectors.clickhouse.client import parse_url
 from connectors.clickhouse.metrics import SinkMetrics, WebServer
 from connectors.clickhouse.settings import SinkSettings
@@ -315,19 +315,15 @@ class Sink:
         """One record into `rows`, judged against the chain tips as it comes."""
         if not self._position(message):
             return
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        expected = self.record_types[topic]
         try:
-            record = self.codec.decode(message.value())
-            if record["type"] != expected:
-                raise DecodeError("unexpected_type", f"{record['type']} on {topic}, expected {expected}")
+            record = read_record(self.codec, message.value(), message.topic(), self.record_types)
         except DecodeError as error:
             self._dead_letter(message, error)
             return
         try:
-            if expected == "JournalBatch":
-                self._take_batch(rows, record, partition, offset)
-            elif expected == "Signal":
+            if record["type"] == "JournalBatch":
+                self._take_batch(rows, record, message.partition(), message.offset())
+            elif record["type"] == "Signal":
                 tables.add_signal(rows, record)
             else:
                 tables.add_rejection(rows, record)
@@ -336,7 +332,7 @@ class Sink:
 
     def _take_batch(self, rows: tables.Rows, batch: dict, partition: int, offset: int) -> None:
         fields = tables.checked_fields(batch)  # before the chain's tip moves on to it
-        chain = (batch["stage"], -1 if batch["input_partition"] is None else batch["input_partition"])
+        chain = chain_of(batch)
         verdict = self.tips.judge(chain, batch["batch_seq"], batch["prev_hash"], batch["hash"])
         if verdict is Verdict.DUPLICATE:
             self.metrics.duplicates_dropped.inc()
