@@ -106,6 +106,9 @@ class Sink:
         # How many lists may be in the building: one per child, and one more to cover the odd slow turn
         # of the loop (an insert to hand over, a commit).
         self.building_max = max(1, settings.build_processes) + 1
+        # Every record is at least one row, so a list of at most `batch_rows` records keeps a batch near
+        # its bound (a list is never split across two batches).
+        self.consume_max = max(1, min(_CONSUME_MAX, settings.batch_rows))
         self.assigned: set[tuple[str, int]] = set()
         self.at_end: set[tuple[str, int]] = set()  # partitions read to their end (with exit_at_end)
         self.stopping = False
@@ -231,7 +234,7 @@ class Sink:
         assert self.consumer is not None
         while not self.stopping:
             # Records being built: look for more without blocking, and take what is built.
-            messages = self.consumer.consume(_CONSUME_MAX, timeout=0 if self.building else self._wait_s())
+            messages = self.consumer.consume(self.consume_max, timeout=0 if self.building else self._wait_s())
             if messages:
                 self._build(messages)
             while self.building and (self.building[0][3].done() or len(self.building) > self.building_max
