@@ -89,14 +89,15 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _start_child() -> None:
+def _start_child(parent_pid: int) -> None:
     # A terminal's Ctrl-C or a pod's SIGTERM reaches the whole process group: the sink stops in
     # order and shuts the child down; the child must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A sink killed outright (SIGKILL, out of memory) cannot shut its children down, and they would
-    # wait for work forever: each leaves once it sees it has another parent.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # wait for work forever: each leaves once it sees it has another parent. The sink's pid comes
+    # from the sink itself: one killed while this child was still starting is already gone here.
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -117,7 +118,7 @@ class Builder:
         # spawn, not fork: the sink holds librdkafka's and chDB's threads, which a fork would copy
         # in whatever state they were in.
         pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_child)
+                                   initializer=_start_child, initargs=(os.getpid(),))
         pool.submit(build, [], [], [], [], {}, {})  # start the child now: it takes ~0.5 s to import
         return pool
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -105,16 +106,19 @@ def test_a_dead_child_is_replaced_and_its_work_built_again() -> None:
         builder.close()
 
 
-def test_children_leave_when_their_sink_is_killed(tmp_path: Path) -> None:
-    """A sink killed with SIGKILL cannot shut its pool down: the children leave by themselves."""
+@pytest.mark.parametrize("when", ["children_started", "children_starting"])
+def test_children_leave_when_their_sink_is_killed(tmp_path: Path, when: str) -> None:
+    """A sink killed with SIGKILL cannot shut its pool down: the children leave by themselves, also
+    when the kill comes while they are still starting (before they could see who their sink is)."""
+    wait_for_children = "builder.result(builder.submit([], [], [], [], {}, {}), [], [], [], [], {}, {})"
     script = tmp_path / "sink.py"
     script.write_text(
         "import sys, time\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})\n"
         "from connectors.clickhouse.building import Builder\n"
         "if __name__ == '__main__':\n"  # spawned children import this module again
-        "    builder = Builder(1)\n"
-        "    builder.result(builder.submit([], [], [], [], {}, {}), [], [], [], [], {}, {})\n"
+        "    builder = Builder(2)\n"
+        f"    {wait_for_children if when == 'children_started' else 'pass'}\n"
         "    print(' '.join(str(c.pid) for c in __import__('multiprocessing').active_children()), flush=True)\n"
         "    time.sleep(600)\n")
     sink = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
