@@ -40,7 +40,10 @@ import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -50,6 +53,7 @@ from streams.codec.bench import JOURNAL_BATCH
 from streams.producer import EventProducer
 from streams.topics import ACCOUNT_EVENTS, MARKET_EVENTS
 from streams.workload import generate
+from tests import kafka_broker
 
 _CONSUME_BATCH = 1_000  # messages per consume() call: amortises the Python <-> librdkafka crossing
 _POLL_TIMEOUT_S = 1.0
@@ -299,11 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         loops = [loop(args.bootstrap, inputs, output, fill["events"], args) for _ in range(args.repeat)]
     finally:
         if not args.keep_topics:
-            for future in admin.delete_topics([*inputs, output], operation_timeout=10).values():
-                try:
-                    future.result(timeout=15)
-                except Exception as error:  # best effort: report, don't hide the bench's own outcome
-                    print(f"could not delete a bench topic: {error}", file=sys.stderr)
+            for failure in kafka_broker.delete_topics(admin, [*inputs, output]):
+                print(f"could not delete a bench topic: {failure}", file=sys.stderr)
     mode = ("decode + JournalBatch encode" if args.decode else "raw bytes") + (", Faust agent" if args.faust else "")
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for loop in loops:

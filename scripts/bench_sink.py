@@ -2,7 +2,7 @@
 time of each analytics query over synthetic postings (10 million by default).
 
     PERPLEDGER_KAFKA_PORT=29092 .venv/bin/python scripts/bench_sink.py [--events 60000] [--postings 10000000]
-                                                                       [--repeat 5]
+                                                                       [--repeat 5] [--keep-topics]
 
 1. A seeded workload runs through the core offline; its journal, signal and rejection records are
    written to fresh topics (3 partitions) exactly as workers write them. A sink in this process then
@@ -62,11 +62,21 @@ FROM (
 """
 
 
-def bench_sink(bootstrap: str, n_events: int, repeat: int, workdir: Path) -> None:
+def bench_sink(bootstrap: str, n_events: int, repeat: int, workdir: Path, keep_topics: bool) -> None:
     suffix = f".bench-{uuid.uuid4().hex[:6]}"
     admin = kafka_broker.admin_client(bootstrap)
-    for topic in ("ledger.journal", "ledger.signals", "ledger.rejections", "ledger.dlq"):
-        kafka_broker.create_topic(admin, topic + suffix, partitions=3, config=topic_config(topic))
+    topics = [topic + suffix for topic in ("ledger.journal", "ledger.signals", "ledger.rejections", "ledger.dlq")]
+    for topic in topics:
+        kafka_broker.create_topic(admin, topic, partitions=3, config=topic_config(topic.removesuffix(suffix)))
+    try:
+        sink_rates(bootstrap, suffix, n_events, repeat, workdir)
+    finally:
+        if not keep_topics:
+            for failure in kafka_broker.delete_topics(admin, topics):
+                print(f"could not delete a bench topic: {failure}", file=sys.stderr)
+
+
+def sink_rates(bootstrap: str, suffix: str, n_events: int, repeat: int, workdir: Path) -> None:
     started = time.perf_counter()
     events = list(generate(seed=7, n_events=n_events, n_markets=10, n_users=20_000))
     outputs = list(ledger_outputs(events, Ledger(), Codec()))
@@ -143,6 +153,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1,
                         help="sink runs over the same records (this machine's spread is several percent)")
     parser.add_argument("--skip-sink", action="store_true")
+    parser.add_argument("--keep-topics", action="store_true", help="leave the bench topics on the broker")
     parser.add_argument("--skip-queries", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -150,7 +161,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     try:
         if not args.skip_sink:
-            bench_sink(kafka_broker.start(), args.events, args.repeat, workdir)
+            bench_sink(kafka_broker.start(), args.events, args.repeat, workdir, args.keep_topics)
         if not args.skip_queries and args.postings > 0:
             bench_queries(args.postings, workdir)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 from collections.abc import Callable, Iterator
 
@@ -47,10 +46,7 @@ def new_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[
 
     yield make
     if created:
-        for future in admin.delete_topics(created, operation_timeout=10).values():
-            # Waited for, so no callback of this client is still pending in librdkafka's threads.
-            with contextlib.suppress(Exception):
-                future.result(timeout=15)
+        kafka_broker.delete_topics(admin, created)
 
 
 @pytest.fixture(autouse=True)

@@ -85,6 +85,18 @@ def create_topic(
         time.sleep(0.1)
 
 
+def delete_topics(admin: AdminClient, names: list[str], timeout: float = 15.0) -> list[str]:
+    """Delete `names`, best effort: returns what could not be deleted, each with its error. Waited
+    for, so no callback of this client is still pending in librdkafka's threads afterwards."""
+    failures = []
+    for name, future in admin.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except Exception as error:  # a cleanup must not hide the outcome of what it cleans up after
+            failures.append(f"{name}: {error}")
+    return failures
+
+
 def bootstrap_from_env() -> str | None:
     return os.environ.get("PERPLEDGER_KAFKA_BOOTSTRAP") or None
 
