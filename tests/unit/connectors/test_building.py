@@ -106,7 +106,7 @@ def test_a_dead_child_is_replaced_and_its_work_built_again() -> None:
         builder.close()
 
 
-@pytest.mark.parametrize("when", ["children_started", "children_starting"])
+@pytest.mark.parametrize("when", ["after_a_build", "at_once"])
 def test_children_leave_when_their_sink_is_killed(tmp_path: Path, when: str) -> None:
     """A sink killed with SIGKILL cannot shut its pool down: the children leave by themselves, also
     when the kill comes while they are still starting (before they could see who their sink is)."""
@@ -118,7 +118,7 @@ def test_children_leave_when_their_sink_is_killed(tmp_path: Path, when: str) -> 
         "from connectors.clickhouse.building import Builder\n"
         "if __name__ == '__main__':\n"  # spawned children import this module again
         "    builder = Builder(2)\n"
-        f"    {wait_for_children if when == 'children_started' else 'pass'}\n"
+        f"    {wait_for_children if when == 'after_a_build' else 'pass'}\n"
         "    print(' '.join(str(c.pid) for c in __import__('multiprocessing').active_children()), flush=True)\n"
         "    time.sleep(600)\n")
     sink = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
