@@ -119,7 +119,10 @@ class Builder:
         # in whatever state they were in.
         pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_start_child, initargs=(os.getpid(),))
-        pool.submit(build, [], [], [], [], {}, {})  # start the child now: it takes ~0.5 s to import
+        # Start every child now (each takes ~0.5 s to import): the pool starts one per task it is given
+        # while none is idle.
+        for _ in range(self.processes):
+            pool.submit(build, [], [], [], [], {}, {})
         return pool
 
     def submit(self, *args: Any) -> Future[Built]:

@@ -288,7 +288,8 @@ class Sink:
             self.buffer.add(tables.arrow_tables(rows, self.store.arrow_types))
             return
         for chain, batch_seq, prev_hash, batch_hash in batches:
-            self.tips.judge(chain, batch_seq, prev_hash, batch_hash)
+            verdict = self.tips.judge(chain, batch_seq, prev_hash, batch_hash)
+            assert verdict is Verdict.NEW, (chain, batch_seq, verdict)  # all_new said so
         outcomes = iter(built.outcomes)
         for message in messages:
             if self._position(message):
